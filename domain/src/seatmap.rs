@@ -1,0 +1,675 @@
+//! The seat map of one event and its state machine.
+//!
+//! [`SeatMap::apply`] takes one command and returns what changed and what
+//! happened. It is deterministic: the time it reasons with comes in the
+//! command, never from a clock, so replaying the same commands always yields
+//! the same seat map.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::allocation::best_available;
+use crate::ids::{BookingId, BuyerId, EventId, SeatId, SectionCode};
+use crate::venue::EventSpec;
+
+/// Who has a seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatStatus {
+    Free,
+    Held(BookingId),
+    Sold(BookingId),
+}
+
+impl SeatStatus {
+    pub fn booking(self) -> Option<BookingId> {
+        match self {
+            Self::Free => None,
+            Self::Held(b) | Self::Sold(b) => Some(b),
+        }
+    }
+}
+
+/// Whether buyers may book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaleState {
+    /// Open inside the event's on-sale window, closed outside it.
+    Scheduled,
+    /// Opened by an organizer, regardless of the window.
+    Open,
+    /// Closed by an organizer, regardless of the window.
+    Closed,
+}
+
+impl SaleState {
+    pub fn is_open(self, spec: &EventSpec, at_ms: i64) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Closed => false,
+            Self::Scheduled => (spec.sale_opens_at_ms..spec.sale_closes_at_ms).contains(&at_ms),
+        }
+    }
+}
+
+/// Which seats a buyer asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selection {
+    /// Exactly these seats, all or nothing.
+    Seats(Vec<SeatId>),
+    /// The best `quantity` adjacent seats in a section.
+    BestAvailable { section: SectionCode, quantity: u16 },
+}
+
+/// Why a command was refused. Stable: the API turns these into error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    UnknownEvent,
+    EventExists,
+    SaleNotOpen,
+    UnknownSeat,
+    UnknownSection,
+    DuplicateSeat,
+    InvalidQuantity,
+    SeatsTaken,
+    NoAdjacentSeats,
+    BuyerLimitExceeded,
+    IdempotencyKeyReused,
+    UnknownBooking,
+    NotYourBooking,
+    HoldExpired,
+    NotHeld,
+    AlreadyConfirmed,
+}
+
+impl RejectReason {
+    /// The stable, machine-readable code clients see.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnknownEvent => "unknown_event",
+            Self::EventExists => "event_exists",
+            Self::SaleNotOpen => "sale_not_open",
+            Self::UnknownSeat => "unknown_seat",
+            Self::UnknownSection => "unknown_section",
+            Self::DuplicateSeat => "duplicate_seat",
+            Self::InvalidQuantity => "invalid_quantity",
+            Self::SeatsTaken => "seats_taken",
+            Self::NoAdjacentSeats => "no_adjacent_seats",
+            Self::BuyerLimitExceeded => "buyer_limit_exceeded",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::UnknownBooking => "unknown_booking",
+            Self::NotYourBooking => "not_your_booking",
+            Self::HoldExpired => "hold_expired",
+            Self::NotHeld => "not_held",
+            Self::AlreadyConfirmed => "already_confirmed",
+        }
+    }
+
+    /// A sentence for the buyer.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::UnknownEvent => "This event does not exist.",
+            Self::EventExists => "An event with this id already exists.",
+            Self::SaleNotOpen => "The sale for this event is not open.",
+            Self::UnknownSeat => "At least one of these seats does not exist.",
+            Self::UnknownSection => "This section does not exist.",
+            Self::DuplicateSeat => "A seat was asked for twice.",
+            Self::InvalidQuantity => "The number of seats is out of range.",
+            Self::SeatsTaken => "Some of these seats were taken meanwhile.",
+            Self::NoAdjacentSeats => "No row in this section has that many adjacent free seats.",
+            Self::BuyerLimitExceeded => "This would exceed the seat limit per buyer.",
+            Self::IdempotencyKeyReused => "This Idempotency-Key was already used for a different request.",
+            Self::UnknownBooking => "This booking does not exist.",
+            Self::NotYourBooking => "This booking belongs to another buyer.",
+            Self::HoldExpired => "The hold expired; the seats were released.",
+            Self::NotHeld => "This booking is no longer held.",
+            Self::AlreadyConfirmed => "This booking is already confirmed.",
+        }
+    }
+}
+
+/// Where a booking stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BookingStatus {
+    Held,
+    Confirmed,
+    Cancelled,
+    Expired,
+    Rejected(RejectReason),
+}
+
+impl BookingStatus {
+    /// Whether the booking keeps its seats.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Held | Self::Confirmed)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Confirmed => "confirmed",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// One booking as the seat-processor knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    pub id: BookingId,
+    pub event_id: EventId,
+    pub buyer: BuyerId,
+    /// The seats it holds or owns; empty when rejected.
+    pub seats: Vec<SeatId>,
+    pub status: BookingStatus,
+    pub hold_expires_at_ms: i64,
+    pub total_cents: i64,
+    /// Digest of the request that created it, to refuse a reused
+    /// idempotency key with a different request.
+    pub fingerprint: String,
+    pub payment_reference: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// A command for one event, with the instant it was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub at_ms: i64,
+    pub kind: CommandKind,
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandKind {
+    CreateEvent { spec: EventSpec },
+    SetSale { open: bool },
+    RequestBooking { booking_id: BookingId, buyer: BuyerId, selection: Selection, fingerprint: String },
+    ConfirmBooking { booking_id: BookingId, buyer: BuyerId, payment_reference: String },
+    CancelBooking { booking_id: BookingId, buyer: BuyerId },
+    ExpireHold { booking_id: BookingId },
+}
+
+impl CommandKind {
+    /// The booking a command is about, if any.
+    pub fn booking_id(&self) -> Option<BookingId> {
+        match self {
+            Self::CreateEvent { .. } | Self::SetSale { .. } => None,
+            Self::RequestBooking { booking_id, .. }
+            | Self::ConfirmBooking { booking_id, .. }
+            | Self::CancelBooking { booking_id, .. }
+            | Self::ExpireHold { booking_id } => Some(*booking_id),
+        }
+    }
+}
+
+/// What happened, as published to `booking-events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    EventCreated { spec: EventSpec, sale: SaleState },
+    SaleChanged { sale: SaleState },
+    EventRejected { reason: RejectReason },
+    /// A booking command's result: the booking as it now stands (if it exists)
+    /// and, when the command was refused, why.
+    Booking { booking_id: BookingId, booking: Option<Booking>, rejection: Option<RejectReason> },
+}
+
+/// One piece of state that changed, for the RocksDB store and the changelog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateChange {
+    Event { spec: EventSpec, sale: SaleState },
+    Seat { index: u32, status: SeatStatus },
+    Booking(Booking),
+}
+
+/// The result of applying one command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transition {
+    pub changes: Vec<StateChange>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// The seats of one event: who holds what, and every booking made for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatMap {
+    event_id: EventId,
+    spec: EventSpec,
+    sale: SaleState,
+    /// Seat status by seat index (sections, then rows, then seats, in layout order).
+    seats: Vec<SeatStatus>,
+    /// Index of the first seat of each section and row: `row_offsets[s][r]`.
+    row_offsets: Vec<Vec<usize>>,
+    bookings: HashMap<BookingId, Booking>,
+    /// Seats each buyer holds or owns; derived from `bookings`.
+    seats_per_buyer: HashMap<BuyerId, usize>,
+}
+
+impl SeatMap {
+    /// A new event with every seat free.
+    pub fn new(event_id: EventId, spec: EventSpec) -> Self {
+        let capacity = spec.venue.capacity();
+        Self::from_parts(event_id, spec, SaleState::Scheduled, vec![SeatStatus::Free; capacity], [])
+    }
+
+    /// Rebuilds a seat map from stored parts (restore after a restart).
+    pub fn from_parts(
+        event_id: EventId,
+        spec: EventSpec,
+        sale: SaleState,
+        seats: Vec<SeatStatus>,
+        bookings: impl IntoIterator<Item = Booking>,
+    ) -> Self {
+        let mut offset = 0;
+        let row_offsets = spec
+            .venue
+            .sections
+            .iter()
+            .map(|s| {
+                s.rows
+                    .iter()
+                    .map(|r| {
+                        let start = offset;
+                        offset += usize::from(r.seats);
+                        start
+                    })
+                    .collect()
+            })
+            .collect();
+        let bookings: HashMap<_, _> = bookings.into_iter().map(|b| (b.id, b)).collect();
+        let mut seats_per_buyer = HashMap::new();
+        for b in bookings.values().filter(|b| b.status.is_active()) {
+            *seats_per_buyer.entry(b.buyer).or_insert(0) += b.seats.len();
+        }
+        Self { event_id, spec, sale, seats, row_offsets, bookings, seats_per_buyer }
+    }
+
+    pub fn event_id(&self) -> EventId {
+        self.event_id
+    }
+
+    pub fn spec(&self) -> &EventSpec {
+        &self.spec
+    }
+
+    pub fn sale(&self) -> SaleState {
+        self.sale
+    }
+
+    pub fn booking(&self, id: BookingId) -> Option<&Booking> {
+        self.bookings.get(&id)
+    }
+
+    pub fn bookings(&self) -> impl Iterator<Item = &Booking> {
+        self.bookings.values()
+    }
+
+    /// Every seat with its status, in layout order.
+    pub fn seats(&self) -> impl Iterator<Item = (SeatId, SeatStatus)> + '_ {
+        self.seats.iter().enumerate().map(|(i, s)| (self.seat_at(i), *s))
+    }
+
+    pub fn status(&self, seat: &SeatId) -> Option<SeatStatus> {
+        self.seat_index(seat).map(|i| self.seats[i])
+    }
+
+    /// The index of a seat in layout order, if it exists.
+    pub fn seat_index(&self, seat: &SeatId) -> Option<usize> {
+        let (s, section) =
+            self.spec.venue.sections.iter().enumerate().find(|(_, s)| s.code == seat.section)?;
+        let (r, row) = section.rows.iter().enumerate().find(|(_, r)| r.label == seat.row)?;
+        (seat.number >= 1 && seat.number <= row.seats)
+            .then(|| self.row_offsets[s][r] + usize::from(seat.number) - 1)
+    }
+
+    /// The seat at an index in layout order.
+    ///
+    /// # Panics
+    /// If the index is beyond the event's capacity.
+    pub fn seat_at(&self, index: usize) -> SeatId {
+        for (s, section) in self.spec.venue.sections.iter().enumerate() {
+            for (r, row) in section.rows.iter().enumerate() {
+                let start = self.row_offsets[s][r];
+                if index < start + usize::from(row.seats) {
+                    return SeatId {
+                        section: section.code.clone(),
+                        row: row.label.clone(),
+                        number: u16::try_from(index - start + 1).expect("row has at most u16 seats"),
+                    };
+                }
+            }
+        }
+        panic!("seat index {index} beyond capacity {}", self.seats.len())
+    }
+
+    /// Applies a command to the event of `map`, creating it on `CreateEvent`.
+    pub fn apply_to(map: &mut Option<SeatMap>, event_id: EventId, command: &Command) -> Transition {
+        match (map.as_mut(), &command.kind) {
+            (Some(existing), _) => existing.apply(command),
+            (None, CommandKind::CreateEvent { spec }) => {
+                let created = SeatMap::new(event_id, spec.clone());
+                let t = Transition {
+                    changes: vec![StateChange::Event { spec: spec.clone(), sale: created.sale }],
+                    outcomes: vec![Outcome::EventCreated { spec: spec.clone(), sale: created.sale }],
+                };
+                *map = Some(created);
+                t
+            }
+            (None, CommandKind::SetSale { .. }) => Transition {
+                changes: vec![],
+                outcomes: vec![Outcome::EventRejected { reason: RejectReason::UnknownEvent }],
+            },
+            (None, kind) => Transition {
+                changes: vec![],
+                outcomes: vec![Outcome::Booking {
+                    booking_id: kind.booking_id().expect("booking commands name a booking"),
+                    booking: None,
+                    rejection: Some(RejectReason::UnknownEvent),
+                }],
+            },
+        }
+    }
+
+    /// Applies one command to this event.
+    pub fn apply(&mut self, command: &Command) -> Transition {
+        let at = command.at_ms;
+        match &command.kind {
+            CommandKind::CreateEvent { spec } => {
+                let outcome = if *spec == self.spec {
+                    Outcome::EventCreated { spec: spec.clone(), sale: self.sale }
+                } else {
+                    Outcome::EventRejected { reason: RejectReason::EventExists }
+                };
+                Transition { changes: vec![], outcomes: vec![outcome] }
+            }
+            CommandKind::SetSale { open } => {
+                self.sale = if *open { SaleState::Open } else { SaleState::Closed };
+                Transition {
+                    changes: vec![StateChange::Event { spec: self.spec.clone(), sale: self.sale }],
+                    outcomes: vec![Outcome::SaleChanged { sale: self.sale }],
+                }
+            }
+            CommandKind::RequestBooking { booking_id, buyer, selection, fingerprint } => {
+                self.request(*booking_id, *buyer, selection, fingerprint, at)
+            }
+            CommandKind::ConfirmBooking { booking_id, buyer, payment_reference } => {
+                self.confirm(*booking_id, *buyer, payment_reference, at)
+            }
+            CommandKind::CancelBooking { booking_id, buyer } => self.cancel(*booking_id, *buyer, at),
+            CommandKind::ExpireHold { booking_id } => self.expire(*booking_id, at),
+        }
+    }
+
+    fn request(
+        &mut self,
+        booking_id: BookingId,
+        buyer: BuyerId,
+        selection: &Selection,
+        fingerprint: &str,
+        at: i64,
+    ) -> Transition {
+        if let Some(existing) = self.bookings.get(&booking_id) {
+            // A replay of the same request gets the same answer, never a second booking.
+            let rejection = match existing.status {
+                _ if existing.fingerprint != fingerprint || existing.buyer != buyer => {
+                    Some(RejectReason::IdempotencyKeyReused)
+                }
+                BookingStatus::Rejected(reason) => Some(reason),
+                _ => None,
+            };
+            return Transition {
+                changes: vec![],
+                outcomes: vec![Outcome::Booking {
+                    booking_id,
+                    booking: Some(existing.clone()),
+                    rejection,
+                }],
+            };
+        }
+        match self.choose_seats(buyer, selection, at) {
+            Ok(indices) => {
+                let seats: Vec<SeatId> = indices.iter().map(|i| self.seat_at(*i)).collect();
+                let total_cents =
+                    seats.iter().map(|s| self.spec.seat_price_cents(&s.section)).sum();
+                let booking = Booking {
+                    id: booking_id,
+                    event_id: self.event_id,
+                    buyer,
+                    seats,
+                    status: BookingStatus::Held,
+                    hold_expires_at_ms: at + self.spec.hold_duration_ms,
+                    total_cents,
+                    fingerprint: fingerprint.to_owned(),
+                    payment_reference: None,
+                    updated_at_ms: at,
+                };
+                let mut changes = self.set_seats(&indices, SeatStatus::Held(booking_id));
+                *self.seats_per_buyer.entry(buyer).or_insert(0) += indices.len();
+                changes.push(StateChange::Booking(booking.clone()));
+                self.bookings.insert(booking_id, booking.clone());
+                Transition {
+                    changes,
+                    outcomes: vec![Outcome::Booking { booking_id, booking: Some(booking), rejection: None }],
+                }
+            }
+            Err(reason) => {
+                let booking = Booking {
+                    id: booking_id,
+                    event_id: self.event_id,
+                    buyer,
+                    seats: vec![],
+                    status: BookingStatus::Rejected(reason),
+                    hold_expires_at_ms: 0,
+                    total_cents: 0,
+                    fingerprint: fingerprint.to_owned(),
+                    payment_reference: None,
+                    updated_at_ms: at,
+                };
+                self.bookings.insert(booking_id, booking.clone());
+                Transition {
+                    changes: vec![StateChange::Booking(booking.clone())],
+                    outcomes: vec![Outcome::Booking {
+                        booking_id,
+                        booking: Some(booking),
+                        rejection: Some(reason),
+                    }],
+                }
+            }
+        }
+    }
+
+    /// Seat indices for a request, or why it cannot be served.
+    fn choose_seats(&self, buyer: BuyerId, selection: &Selection, at: i64) -> Result<Vec<usize>, RejectReason> {
+        if !self.sale.is_open(&self.spec, at) {
+            return Err(RejectReason::SaleNotOpen);
+        }
+        let limit = usize::from(self.spec.max_seats_per_buyer);
+        let requested = match selection {
+            Selection::Seats(seats) => seats.len(),
+            Selection::BestAvailable { quantity, .. } => usize::from(*quantity),
+        };
+        if requested == 0 || requested > limit {
+            return Err(RejectReason::InvalidQuantity);
+        }
+        if self.seats_per_buyer.get(&buyer).copied().unwrap_or(0) + requested > limit {
+            return Err(RejectReason::BuyerLimitExceeded);
+        }
+        match selection {
+            Selection::Seats(seats) => {
+                let mut indices = Vec::with_capacity(seats.len());
+                for seat in seats {
+                    let index = self.seat_index(seat).ok_or(RejectReason::UnknownSeat)?;
+                    if indices.contains(&index) {
+                        return Err(RejectReason::DuplicateSeat);
+                    }
+                    indices.push(index);
+                }
+                if indices.iter().any(|i| self.seats[*i] != SeatStatus::Free) {
+                    return Err(RejectReason::SeatsTaken);
+                }
+                Ok(indices)
+            }
+            Selection::BestAvailable { section, quantity } => {
+                let s = self
+                    .spec
+                    .venue
+                    .sections
+                    .iter()
+                    .position(|s| &s.code == section)
+                    .ok_or(RejectReason::UnknownSection)?;
+                let rows: Vec<Vec<bool>> = self.spec.venue.sections[s]
+                    .rows
+                    .iter()
+                    .zip(&self.row_offsets[s])
+                    .map(|(row, start)| {
+                        self.seats[*start..*start + usize::from(row.seats)]
+                            .iter()
+                            .map(|st| *st == SeatStatus::Free)
+                            .collect()
+                    })
+                    .collect();
+                let placement =
+                    best_available(&rows, usize::from(*quantity)).ok_or(RejectReason::NoAdjacentSeats)?;
+                let first = self.row_offsets[s][placement.row] + placement.first_seat;
+                Ok((first..first + usize::from(*quantity)).collect())
+            }
+        }
+    }
+
+    fn confirm(&mut self, booking_id: BookingId, buyer: BuyerId, payment_reference: &str, at: i64) -> Transition {
+        let booking = match self.owned_booking(booking_id, buyer) {
+            Ok(b) => b,
+            Err(t) => return t,
+        };
+        match booking.status {
+            BookingStatus::Held if at > booking.hold_expires_at_ms => {
+                self.release(booking_id, BookingStatus::Expired, at, Some(RejectReason::HoldExpired))
+            }
+            BookingStatus::Held => {
+                let indices = self.indices_of(booking_id);
+                let mut changes = self.set_seats(&indices, SeatStatus::Sold(booking_id));
+                let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
+                booking.status = BookingStatus::Confirmed;
+                booking.payment_reference = Some(payment_reference.to_owned());
+                booking.updated_at_ms = at;
+                let booking = booking.clone();
+                changes.push(StateChange::Booking(booking.clone()));
+                Transition {
+                    changes,
+                    outcomes: vec![Outcome::Booking { booking_id, booking: Some(booking), rejection: None }],
+                }
+            }
+            BookingStatus::Confirmed => self.unchanged(booking_id, None),
+            BookingStatus::Expired => self.unchanged(booking_id, Some(RejectReason::HoldExpired)),
+            BookingStatus::Cancelled | BookingStatus::Rejected(_) => {
+                self.unchanged(booking_id, Some(RejectReason::NotHeld))
+            }
+        }
+    }
+
+    fn cancel(&mut self, booking_id: BookingId, buyer: BuyerId, at: i64) -> Transition {
+        let booking = match self.owned_booking(booking_id, buyer) {
+            Ok(b) => b,
+            Err(t) => return t,
+        };
+        match booking.status {
+            BookingStatus::Held => self.release(booking_id, BookingStatus::Cancelled, at, None),
+            BookingStatus::Cancelled => self.unchanged(booking_id, None),
+            BookingStatus::Confirmed => self.unchanged(booking_id, Some(RejectReason::AlreadyConfirmed)),
+            BookingStatus::Expired | BookingStatus::Rejected(_) => {
+                self.unchanged(booking_id, Some(RejectReason::NotHeld))
+            }
+        }
+    }
+
+    fn expire(&mut self, booking_id: BookingId, at: i64) -> Transition {
+        match self.bookings.get(&booking_id) {
+            Some(b) if b.status == BookingStatus::Held && at >= b.hold_expires_at_ms => {
+                self.release(booking_id, BookingStatus::Expired, at, None)
+            }
+            // Already settled, or not yet due: nothing to do, nobody waits for it.
+            _ => Transition::default(),
+        }
+    }
+
+    /// The booking if it exists and belongs to `buyer`, else the refusal.
+    fn owned_booking(&self, booking_id: BookingId, buyer: BuyerId) -> Result<Booking, Transition> {
+        match self.bookings.get(&booking_id) {
+            None => Err(Transition {
+                changes: vec![],
+                outcomes: vec![Outcome::Booking {
+                    booking_id,
+                    booking: None,
+                    rejection: Some(RejectReason::UnknownBooking),
+                }],
+            }),
+            Some(b) if b.buyer != buyer => Err(Transition {
+                changes: vec![],
+                outcomes: vec![Outcome::Booking {
+                    booking_id,
+                    booking: None,
+                    rejection: Some(RejectReason::NotYourBooking),
+                }],
+            }),
+            Some(b) => Ok(b.clone()),
+        }
+    }
+
+    fn unchanged(&self, booking_id: BookingId, rejection: Option<RejectReason>) -> Transition {
+        Transition {
+            changes: vec![],
+            outcomes: vec![Outcome::Booking {
+                booking_id,
+                booking: self.bookings.get(&booking_id).cloned(),
+                rejection,
+            }],
+        }
+    }
+
+    /// Frees a held booking's seats and moves it to `status`.
+    fn release(
+        &mut self,
+        booking_id: BookingId,
+        status: BookingStatus,
+        at: i64,
+        rejection: Option<RejectReason>,
+    ) -> Transition {
+        let indices = self.indices_of(booking_id);
+        let mut changes = self.set_seats(&indices, SeatStatus::Free);
+        let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
+        booking.status = status;
+        booking.updated_at_ms = at;
+        let booking = booking.clone();
+        if let Some(n) = self.seats_per_buyer.get_mut(&booking.buyer) {
+            *n = n.saturating_sub(indices.len());
+            if *n == 0 {
+                self.seats_per_buyer.remove(&booking.buyer);
+            }
+        }
+        changes.push(StateChange::Booking(booking.clone()));
+        Transition {
+            changes,
+            outcomes: vec![Outcome::Booking { booking_id, booking: Some(booking), rejection }],
+        }
+    }
+
+    fn indices_of(&self, booking_id: BookingId) -> Vec<usize> {
+        self.bookings[&booking_id]
+            .seats
+            .iter()
+            .map(|s| self.seat_index(s).expect("booked seats exist"))
+            .collect()
+    }
+
+    fn set_seats(&mut self, indices: &[usize], status: SeatStatus) -> Vec<StateChange> {
+        indices
+            .iter()
+            .map(|i| {
+                self.seats[*i] = status;
+                StateChange::Seat { index: u32::try_from(*i).expect("capacity fits u32"), status }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,331 @@
+use std::collections::{BTreeMap, HashMap};
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+
+const HOLD_MS: i64 = 60_000;
+
+fn spec() -> EventSpec {
+    let mut spec = EventSpec::demo("Test", 2, 3, 6, 0);
+    spec.max_seats_per_buyer = 6;
+    spec.hold_duration_ms = HOLD_MS;
+    spec
+}
+
+fn event() -> EventId {
+    EventId(Uuid::from_u128(1))
+}
+
+fn buyer(n: u128) -> BuyerId {
+    BuyerId(Uuid::from_u128(100 + n))
+}
+
+fn booking(n: u128) -> BookingId {
+    BookingId(Uuid::from_u128(1000 + n))
+}
+
+fn seat(s: &str) -> SeatId {
+    s.parse().unwrap()
+}
+
+fn map() -> SeatMap {
+    SeatMap::new(event(), spec())
+}
+
+fn cmd(at_ms: i64, kind: CommandKind) -> Command {
+    Command { at_ms, kind }
+}
+
+fn request(n: u128, b: u128, selection: Selection) -> CommandKind {
+    let fingerprint = format!("{selection:?}");
+    CommandKind::RequestBooking { booking_id: booking(n), buyer: buyer(b), selection, fingerprint }
+}
+
+fn single(t: &Transition) -> (Option<Booking>, Option<RejectReason>) {
+    match t.outcomes.as_slice() {
+        [Outcome::Booking { booking, rejection, .. }] => (booking.clone(), *rejection),
+        other => panic!("expected one booking outcome, got {other:?}"),
+    }
+}
+
+#[test]
+fn explicit_seats_are_held_all_or_nothing() {
+    let mut m = map();
+    let t = m.apply(&cmd(1, request(1, 1, Selection::Seats(vec![seat("A-1-1"), seat("A-1-2")]))));
+    let (b, rejection) = single(&t);
+    assert_eq!(rejection, None);
+    let b = b.unwrap();
+    assert_eq!(b.status, BookingStatus::Held);
+    assert_eq!(b.hold_expires_at_ms, 1 + HOLD_MS);
+    assert_eq!(b.total_cents, 2 * 12_900);
+    assert_eq!(m.status(&seat("A-1-1")), Some(SeatStatus::Held(booking(1))));
+
+    let before = m.clone();
+    let t = m.apply(&cmd(2, request(2, 2, Selection::Seats(vec![seat("A-1-3"), seat("A-1-2")]))));
+    assert_eq!(single(&t).1, Some(RejectReason::SeatsTaken));
+    assert_eq!(m.status(&seat("A-1-3")), Some(SeatStatus::Free), "nothing of a refused request is held");
+    assert_eq!(m.seats().collect::<Vec<_>>(), before.seats().collect::<Vec<_>>());
+}
+
+#[test]
+fn replaying_a_request_returns_the_same_booking() {
+    let mut m = map();
+    let first = single(&m.apply(&cmd(1, request(1, 1, Selection::BestAvailable { section: "A".parse().unwrap(), quantity: 2 }))));
+    let again = m.apply(&cmd(5, request(1, 1, Selection::BestAvailable { section: "A".parse().unwrap(), quantity: 2 })));
+    assert!(again.changes.is_empty());
+    assert_eq!(single(&again), first);
+
+    let reused = m.apply(&cmd(6, request(1, 1, Selection::BestAvailable { section: "B".parse().unwrap(), quantity: 2 })));
+    assert_eq!(single(&reused).1, Some(RejectReason::IdempotencyKeyReused));
+    assert!(reused.changes.is_empty());
+}
+
+#[test]
+fn bad_requests_get_their_reason() {
+    let mut m = map();
+    let cases = [
+        (Selection::Seats(vec![seat("A-9-1")]), RejectReason::UnknownSeat),
+        (Selection::Seats(vec![seat("A-1-1"), seat("A-1-1")]), RejectReason::DuplicateSeat),
+        (Selection::Seats(vec![]), RejectReason::InvalidQuantity),
+        (Selection::BestAvailable { section: "Z".parse().unwrap(), quantity: 1 }, RejectReason::UnknownSection),
+        (Selection::BestAvailable { section: "A".parse().unwrap(), quantity: 7 }, RejectReason::InvalidQuantity),
+    ];
+    for (i, (selection, reason)) in cases.into_iter().enumerate() {
+        let t = m.apply(&cmd(1, request(i as u128, 1, selection)));
+        assert_eq!(single(&t).1, Some(reason));
+    }
+}
+
+#[test]
+fn the_per_buyer_limit_counts_every_active_booking() {
+    let mut m = map();
+    let a = "A".parse::<SectionCode>().unwrap();
+    assert_eq!(single(&m.apply(&cmd(1, request(1, 1, Selection::BestAvailable { section: a.clone(), quantity: 4 })))).1, None);
+    let t = m.apply(&cmd(2, request(2, 1, Selection::BestAvailable { section: a.clone(), quantity: 3 })));
+    assert_eq!(single(&t).1, Some(RejectReason::BuyerLimitExceeded));
+    m.apply(&cmd(3, CommandKind::CancelBooking { booking_id: booking(1), buyer: buyer(1) }));
+    assert_eq!(single(&m.apply(&cmd(4, request(3, 1, Selection::BestAvailable { section: a, quantity: 3 })))).1, None);
+}
+
+#[test]
+fn sale_window_and_manual_open_close() {
+    let mut s = spec();
+    s.sale_opens_at_ms = 100;
+    s.sale_closes_at_ms = 200;
+    let mut m = SeatMap::new(event(), s);
+    let pick = || Selection::Seats(vec![seat("B-1-1")]);
+    assert_eq!(single(&m.apply(&cmd(50, request(1, 1, pick())))).1, Some(RejectReason::SaleNotOpen));
+    m.apply(&cmd(60, CommandKind::SetSale { open: true }));
+    assert_eq!(single(&m.apply(&cmd(70, request(2, 1, pick())))).1, None);
+    m.apply(&cmd(80, CommandKind::SetSale { open: false }));
+    assert_eq!(
+        single(&m.apply(&cmd(150, request(3, 2, Selection::Seats(vec![seat("B-1-2")]))))).1,
+        Some(RejectReason::SaleNotOpen)
+    );
+}
+
+#[test]
+fn confirm_sells_and_confirm_after_expiry_is_refused() {
+    let mut m = map();
+    m.apply(&cmd(0, request(1, 1, Selection::Seats(vec![seat("A-1-1")]))));
+    m.apply(&cmd(0, request(2, 2, Selection::Seats(vec![seat("A-1-2")]))));
+    let pay = |n, b, at| cmd(at, CommandKind::ConfirmBooking { booking_id: booking(n), buyer: buyer(b), payment_reference: "pay-1".into() });
+
+    assert_eq!(single(&m.apply(&pay(1, 2, 10))).1, Some(RejectReason::NotYourBooking));
+    let (b, rejection) = single(&m.apply(&pay(1, 1, HOLD_MS)));
+    assert_eq!(rejection, None);
+    assert_eq!(b.unwrap().status, BookingStatus::Confirmed);
+    assert_eq!(m.status(&seat("A-1-1")), Some(SeatStatus::Sold(booking(1))));
+    assert_eq!(single(&m.apply(&pay(1, 1, HOLD_MS + 5))).1, None, "confirming twice is idempotent");
+
+    let (b, rejection) = single(&m.apply(&pay(2, 2, HOLD_MS + 1)));
+    assert_eq!(rejection, Some(RejectReason::HoldExpired));
+    assert_eq!(b.unwrap().status, BookingStatus::Expired);
+    assert_eq!(m.status(&seat("A-1-2")), Some(SeatStatus::Free));
+}
+
+#[test]
+fn expiry_releases_only_due_holds() {
+    let mut m = map();
+    m.apply(&cmd(0, request(1, 1, Selection::Seats(vec![seat("A-2-1"), seat("A-2-2")]))));
+    let early = m.apply(&cmd(HOLD_MS - 1, CommandKind::ExpireHold { booking_id: booking(1) }));
+    assert_eq!(early, Transition::default());
+    let t = m.apply(&cmd(HOLD_MS, CommandKind::ExpireHold { booking_id: booking(1) }));
+    assert_eq!(single(&t).0.unwrap().status, BookingStatus::Expired);
+    assert_eq!(m.status(&seat("A-2-1")), Some(SeatStatus::Free));
+    assert_eq!(m.status(&seat("A-2-2")), Some(SeatStatus::Free));
+    assert_eq!(m.apply(&cmd(HOLD_MS + 1, CommandKind::ExpireHold { booking_id: booking(1) })), Transition::default());
+}
+
+#[test]
+fn commands_for_an_unknown_event_are_refused_and_create_is_idempotent() {
+    let mut none = None;
+    let t = SeatMap::apply_to(&mut none, event(), &cmd(0, request(1, 1, Selection::Seats(vec![seat("A-1-1")]))));
+    assert_eq!(single(&t), (None, Some(RejectReason::UnknownEvent)));
+    assert!(none.is_none());
+
+    let create = cmd(0, CommandKind::CreateEvent { spec: spec() });
+    let t = SeatMap::apply_to(&mut none, event(), &create);
+    assert!(matches!(t.outcomes[0], Outcome::EventCreated { .. }));
+    let again = SeatMap::apply_to(&mut none, event(), &create);
+    assert!(matches!(again.outcomes[0], Outcome::EventCreated { .. }));
+    assert!(again.changes.is_empty());
+    let other = SeatMap::apply_to(&mut none, event(), &cmd(0, CommandKind::CreateEvent { spec: EventSpec::demo("x", 1, 1, 1, 0) }));
+    assert_eq!(other.outcomes[0], Outcome::EventRejected { reason: RejectReason::EventExists });
+}
+
+#[test]
+fn seat_indices_round_trip() {
+    let m = map();
+    for (i, (s, status)) in m.seats().enumerate() {
+        assert_eq!(status, SeatStatus::Free);
+        assert_eq!(m.seat_index(&s), Some(i));
+    }
+    assert_eq!(m.seat_index(&seat("A-1-7")), None);
+}
+
+// ---- properties over random command sequences ----
+
+fn arb_seat() -> impl Strategy<Value = SeatId> {
+    (prop_oneof![Just("A"), Just("B"), Just("C")], 1u16..=4, 1u16..=7)
+        .prop_map(|(s, r, n)| seat(&format!("{s}-{r}-{n}")))
+}
+
+fn arb_kind() -> impl Strategy<Value = CommandKind> {
+    let ids = 0u128..12;
+    let buyers = 0u128..4;
+    prop_oneof![
+        4 => (ids.clone(), buyers.clone(), prop::collection::vec(arb_seat(), 0..4))
+            .prop_map(|(n, b, seats)| request(n, b, Selection::Seats(seats))),
+        4 => (ids.clone(), buyers.clone(), prop_oneof![Just("A"), Just("B"), Just("C")], 0u16..5)
+            .prop_map(|(n, b, s, quantity)| request(n, b, Selection::BestAvailable { section: s.parse().unwrap(), quantity })),
+        2 => (ids.clone(), buyers.clone()).prop_map(|(n, b)| CommandKind::ConfirmBooking { booking_id: booking(n), buyer: buyer(b), payment_reference: "p".into() }),
+        2 => (ids.clone(), buyers).prop_map(|(n, b)| CommandKind::CancelBooking { booking_id: booking(n), buyer: buyer(b) }),
+        2 => ids.prop_map(|n| CommandKind::ExpireHold { booking_id: booking(n) }),
+        1 => any::<bool>().prop_map(|open| CommandKind::SetSale { open }),
+    ]
+}
+
+fn arb_commands() -> impl Strategy<Value = Vec<Command>> {
+    prop::collection::vec((0i64..HOLD_MS / 2, arb_kind()), 1..60).prop_map(|steps| {
+        let mut at = 0;
+        steps
+            .into_iter()
+            .map(|(dt, kind)| {
+                at += dt;
+                cmd(at, kind)
+            })
+            .collect()
+    })
+}
+
+/// Checks that seats and bookings agree: every taken seat belongs to exactly
+/// one active booking that lists it, and vice versa.
+fn assert_consistent(m: &SeatMap) -> Result<(), TestCaseError> {
+    let mut owner: HashMap<SeatId, BookingId> = HashMap::new();
+    for b in m.bookings().filter(|b| b.status.is_active()) {
+        for s in &b.seats {
+            prop_assert!(owner.insert(s.clone(), b.id).is_none(), "seat {s} given to two bookings");
+            let expected = if b.status == BookingStatus::Held { SeatStatus::Held(b.id) } else { SeatStatus::Sold(b.id) };
+            prop_assert_eq!(m.status(s), Some(expected));
+        }
+    }
+    for (s, status) in m.seats() {
+        prop_assert_eq!(status.booking(), owner.get(&s).copied(), "seat {} out of step", s);
+    }
+    let mut per_buyer: HashMap<BuyerId, usize> = HashMap::new();
+    for b in m.bookings().filter(|b| b.status.is_active()) {
+        *per_buyer.entry(b.buyer).or_default() += b.seats.len();
+    }
+    for (b, n) in per_buyer {
+        prop_assert!(n <= usize::from(m.spec().max_seats_per_buyer), "buyer {b} over the limit");
+    }
+    Ok(())
+}
+
+/// Rebuilds a seat map from nothing but the state changes, as a restore
+/// from the changelog does.
+fn rebuild(changes: &[StateChange]) -> SeatMap {
+    let mut meta = (spec(), SaleState::Scheduled);
+    let mut seats = BTreeMap::new();
+    let mut bookings = HashMap::new();
+    for c in changes {
+        match c {
+            StateChange::Event { spec, sale } => meta = (spec.clone(), *sale),
+            StateChange::Seat { index, status } => {
+                seats.insert(*index, *status);
+            }
+            StateChange::Booking(b) => {
+                bookings.insert(b.id, b.clone());
+            }
+        }
+    }
+    let mut all = vec![SeatStatus::Free; meta.0.venue.capacity()];
+    for (i, s) in seats {
+        all[i as usize] = s;
+    }
+    SeatMap::from_parts(event(), meta.0, meta.1, all, bookings.into_values())
+}
+
+proptest! {
+    #[test]
+    fn no_seat_is_ever_given_to_two_bookings(commands in arb_commands()) {
+        let mut m = map();
+        for c in &commands {
+            m.apply(c);
+            assert_consistent(&m)?;
+        }
+    }
+
+    #[test]
+    fn a_refused_command_changes_no_seat(commands in arb_commands()) {
+        let mut m = map();
+        for c in &commands {
+            let before = m.clone();
+            let t = m.apply(c);
+            let refused = t.outcomes.iter().any(|o| matches!(o,
+                Outcome::Booking { rejection: Some(r), .. } if *r != RejectReason::HoldExpired));
+            if refused {
+                prop_assert_eq!(m.seats().collect::<Vec<_>>(), before.seats().collect::<Vec<_>>());
+                for b in before.bookings() {
+                    prop_assert_eq!(m.booking(b.id), Some(b), "an existing booking changed");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn released_holds_become_free(commands in arb_commands()) {
+        let mut m = map();
+        for c in &commands {
+            let t = m.apply(c);
+            for c in &t.changes {
+                if let StateChange::Booking(b) = c {
+                    if matches!(b.status, BookingStatus::Cancelled | BookingStatus::Expired) {
+                        for s in &b.seats {
+                            prop_assert_eq!(m.status(s), Some(SeatStatus::Free));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_changes_rebuild_the_same_seat_map(commands in arb_commands()) {
+        let mut live = map();
+        let mut log = vec![StateChange::Event { spec: spec(), sale: SaleState::Scheduled }];
+        for c in &commands {
+            log.extend(live.apply(c).changes);
+        }
+        prop_assert_eq!(rebuild(&log), live.clone());
+
+        let mut replayed = map();
+        for c in &commands {
+            replayed.apply(c);
+        }
+        prop_assert_eq!(replayed, live, "replaying the same commands is deterministic");
+    }
+}
