@@ -46,9 +46,19 @@ pub fn best_available(rows: &[Vec<bool>], quantity: usize) -> Option<Placement> 
             }
             for first in run_start..=run_end - quantity {
                 let centre_distance = (2 * first + quantity).abs_diff(len);
-                let key = (strands_orphan(run_start, run_end, first, quantity), r, centre_distance);
+                let key = (
+                    strands_orphan(run_start, run_end, first, quantity),
+                    r,
+                    centre_distance,
+                );
                 if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                    best = Some((key, Placement { row: r, first_seat: first }));
+                    best = Some((
+                        key,
+                        Placement {
+                            row: r,
+                            first_seat: first,
+                        },
+                    ));
                 }
             }
         }
@@ -82,20 +92,38 @@ mod tests {
     #[test]
     fn picks_the_middle_of_the_best_row() {
         let rows = vec![row(".........."), row("..........")];
-        assert_eq!(best_available(&rows, 2), Some(Placement { row: 0, first_seat: 4 }));
+        assert_eq!(
+            best_available(&rows, 2),
+            Some(Placement {
+                row: 0,
+                first_seat: 4
+            })
+        );
     }
 
     #[test]
     fn skips_a_row_that_is_too_full() {
         let rows = vec![row("xx.x.x.xxx"), row("....xxxxxx")];
-        assert_eq!(best_available(&rows, 2), Some(Placement { row: 1, first_seat: 2 }));
+        assert_eq!(
+            best_available(&rows, 2),
+            Some(Placement {
+                row: 1,
+                first_seat: 2
+            })
+        );
     }
 
     #[test]
     fn avoids_stranding_a_single_seat_even_in_a_worse_row() {
         // Row 0 has a run of exactly 3: taking 2 always strands one.
         let rows = vec![row("xxx...xxxx"), row("xx....xxxx")];
-        assert_eq!(best_available(&rows, 2), Some(Placement { row: 1, first_seat: 4 }));
+        assert_eq!(
+            best_available(&rows, 2),
+            Some(Placement {
+                row: 1,
+                first_seat: 4
+            })
+        );
     }
 
     #[test]

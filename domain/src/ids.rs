@@ -81,9 +81,13 @@ impl SectionCode {
 impl TryFrom<String> for SectionCode {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        let ok = (1..=16).contains(&s.len())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if ok { Ok(Self(s)) } else { Err(IdError::Section(s)) }
+        let ok =
+            (1..=16).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(IdError::Section(s))
+        }
     }
 }
 
@@ -121,7 +125,11 @@ impl TryFrom<String> for RowLabel {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         let ok = (1..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric());
-        if ok { Ok(Self(s)) } else { Err(IdError::Row(s)) }
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(IdError::Row(s))
+        }
     }
 }
 
@@ -209,7 +217,17 @@ mod tests {
 
     #[test]
     fn malformed_seat_ids_are_refused() {
-        for bad in ["", "A", "A-1", "A-1-0", "A-1-x", "A-1-1-1", "A B-1-1", "A-1--1", "A-1-70000"] {
+        for bad in [
+            "",
+            "A",
+            "A-1",
+            "A-1-0",
+            "A-1-x",
+            "A-1-1-1",
+            "A B-1-1",
+            "A-1--1",
+            "A-1-70000",
+        ] {
             assert!(bad.parse::<SeatId>().is_err(), "{bad:?} should be refused");
         }
     }

@@ -117,7 +117,9 @@ impl RejectReason {
             Self::SeatsTaken => "Some of these seats were taken meanwhile.",
             Self::NoAdjacentSeats => "No row in this section has that many adjacent free seats.",
             Self::BuyerLimitExceeded => "This would exceed the seat limit per buyer.",
-            Self::IdempotencyKeyReused => "This Idempotency-Key was already used for a different request.",
+            Self::IdempotencyKeyReused => {
+                "This Idempotency-Key was already used for a different request."
+            }
             Self::UnknownBooking => "This booking does not exist.",
             Self::NotYourBooking => "This booking belongs to another buyer.",
             Self::HoldExpired => "The hold expired; the seats were released.",
@@ -182,12 +184,30 @@ pub struct Command {
 /// What a command asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandKind {
-    CreateEvent { spec: EventSpec },
-    SetSale { open: bool },
-    RequestBooking { booking_id: BookingId, buyer: BuyerId, selection: Selection, fingerprint: String },
-    ConfirmBooking { booking_id: BookingId, buyer: BuyerId, payment_reference: String },
-    CancelBooking { booking_id: BookingId, buyer: BuyerId },
-    ExpireHold { booking_id: BookingId },
+    CreateEvent {
+        spec: EventSpec,
+    },
+    SetSale {
+        open: bool,
+    },
+    RequestBooking {
+        booking_id: BookingId,
+        buyer: BuyerId,
+        selection: Selection,
+        fingerprint: String,
+    },
+    ConfirmBooking {
+        booking_id: BookingId,
+        buyer: BuyerId,
+        payment_reference: String,
+    },
+    CancelBooking {
+        booking_id: BookingId,
+        buyer: BuyerId,
+    },
+    ExpireHold {
+        booking_id: BookingId,
+    },
 }
 
 impl CommandKind {
@@ -206,12 +226,23 @@ impl CommandKind {
 /// What happened, as published to `booking-events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    EventCreated { spec: EventSpec, sale: SaleState },
-    SaleChanged { sale: SaleState },
-    EventRejected { reason: RejectReason },
+    EventCreated {
+        spec: EventSpec,
+        sale: SaleState,
+    },
+    SaleChanged {
+        sale: SaleState,
+    },
+    EventRejected {
+        reason: RejectReason,
+    },
     /// A booking command's result: the booking as it now stands (if it exists)
     /// and, when the command was refused, why.
-    Booking { booking_id: BookingId, booking: Option<Booking>, rejection: Option<RejectReason> },
+    Booking {
+        booking_id: BookingId,
+        booking: Option<Booking>,
+        rejection: Option<RejectReason>,
+    },
 }
 
 /// One piece of state that changed, for the RocksDB store and the changelog.
@@ -248,7 +279,13 @@ impl SeatMap {
     /// A new event with every seat free.
     pub fn new(event_id: EventId, spec: EventSpec) -> Self {
         let capacity = spec.venue.capacity();
-        Self::from_parts(event_id, spec, SaleState::Scheduled, vec![SeatStatus::Free; capacity], [])
+        Self::from_parts(
+            event_id,
+            spec,
+            SaleState::Scheduled,
+            vec![SeatStatus::Free; capacity],
+            [],
+        )
     }
 
     /// Rebuilds a seat map from stored parts (restore after a restart).
@@ -280,7 +317,15 @@ impl SeatMap {
         for b in bookings.values().filter(|b| b.status.is_active()) {
             *seats_per_buyer.entry(b.buyer).or_insert(0) += b.seats.len();
         }
-        Self { event_id, spec, sale, seats, row_offsets, bookings, seats_per_buyer }
+        Self {
+            event_id,
+            spec,
+            sale,
+            seats,
+            row_offsets,
+            bookings,
+            seats_per_buyer,
+        }
     }
 
     pub fn event_id(&self) -> EventId {
@@ -305,7 +350,10 @@ impl SeatMap {
 
     /// Every seat with its status, in layout order.
     pub fn seats(&self) -> impl Iterator<Item = (SeatId, SeatStatus)> + '_ {
-        self.seats.iter().enumerate().map(|(i, s)| (self.seat_at(i), *s))
+        self.seats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (self.seat_at(i), *s))
     }
 
     pub fn status(&self, seat: &SeatId) -> Option<SeatStatus> {
@@ -314,9 +362,18 @@ impl SeatMap {
 
     /// The index of a seat in layout order, if it exists.
     pub fn seat_index(&self, seat: &SeatId) -> Option<usize> {
-        let (s, section) =
-            self.spec.venue.sections.iter().enumerate().find(|(_, s)| s.code == seat.section)?;
-        let (r, row) = section.rows.iter().enumerate().find(|(_, r)| r.label == seat.row)?;
+        let (s, section) = self
+            .spec
+            .venue
+            .sections
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.code == seat.section)?;
+        let (r, row) = section
+            .rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.label == seat.row)?;
         (seat.number >= 1 && seat.number <= row.seats)
             .then(|| self.row_offsets[s][r] + usize::from(seat.number) - 1)
     }
@@ -333,7 +390,8 @@ impl SeatMap {
                     return SeatId {
                         section: section.code.clone(),
                         row: row.label.clone(),
-                        number: u16::try_from(index - start + 1).expect("row has at most u16 seats"),
+                        number: u16::try_from(index - start + 1)
+                            .expect("row has at most u16 seats"),
                     };
                 }
             }
@@ -348,15 +406,23 @@ impl SeatMap {
             (None, CommandKind::CreateEvent { spec }) => {
                 let created = SeatMap::new(event_id, spec.clone());
                 let t = Transition {
-                    changes: vec![StateChange::Event { spec: spec.clone(), sale: created.sale }],
-                    outcomes: vec![Outcome::EventCreated { spec: spec.clone(), sale: created.sale }],
+                    changes: vec![StateChange::Event {
+                        spec: spec.clone(),
+                        sale: created.sale,
+                    }],
+                    outcomes: vec![Outcome::EventCreated {
+                        spec: spec.clone(),
+                        sale: created.sale,
+                    }],
                 };
                 *map = Some(created);
                 t
             }
             (None, CommandKind::SetSale { .. }) => Transition {
                 changes: vec![],
-                outcomes: vec![Outcome::EventRejected { reason: RejectReason::UnknownEvent }],
+                outcomes: vec![Outcome::EventRejected {
+                    reason: RejectReason::UnknownEvent,
+                }],
             },
             (None, kind) => Transition {
                 changes: vec![],
@@ -375,26 +441,48 @@ impl SeatMap {
         match &command.kind {
             CommandKind::CreateEvent { spec } => {
                 let outcome = if *spec == self.spec {
-                    Outcome::EventCreated { spec: spec.clone(), sale: self.sale }
+                    Outcome::EventCreated {
+                        spec: spec.clone(),
+                        sale: self.sale,
+                    }
                 } else {
-                    Outcome::EventRejected { reason: RejectReason::EventExists }
+                    Outcome::EventRejected {
+                        reason: RejectReason::EventExists,
+                    }
                 };
-                Transition { changes: vec![], outcomes: vec![outcome] }
+                Transition {
+                    changes: vec![],
+                    outcomes: vec![outcome],
+                }
             }
             CommandKind::SetSale { open } => {
-                self.sale = if *open { SaleState::Open } else { SaleState::Closed };
+                self.sale = if *open {
+                    SaleState::Open
+                } else {
+                    SaleState::Closed
+                };
                 Transition {
-                    changes: vec![StateChange::Event { spec: self.spec.clone(), sale: self.sale }],
+                    changes: vec![StateChange::Event {
+                        spec: self.spec.clone(),
+                        sale: self.sale,
+                    }],
                     outcomes: vec![Outcome::SaleChanged { sale: self.sale }],
                 }
             }
-            CommandKind::RequestBooking { booking_id, buyer, selection, fingerprint } => {
-                self.request(*booking_id, *buyer, selection, fingerprint, at)
+            CommandKind::RequestBooking {
+                booking_id,
+                buyer,
+                selection,
+                fingerprint,
+            } => self.request(*booking_id, *buyer, selection, fingerprint, at),
+            CommandKind::ConfirmBooking {
+                booking_id,
+                buyer,
+                payment_reference,
+            } => self.confirm(*booking_id, *buyer, payment_reference, at),
+            CommandKind::CancelBooking { booking_id, buyer } => {
+                self.cancel(*booking_id, *buyer, at)
             }
-            CommandKind::ConfirmBooking { booking_id, buyer, payment_reference } => {
-                self.confirm(*booking_id, *buyer, payment_reference, at)
-            }
-            CommandKind::CancelBooking { booking_id, buyer } => self.cancel(*booking_id, *buyer, at),
             CommandKind::ExpireHold { booking_id } => self.expire(*booking_id, at),
         }
     }
@@ -428,8 +516,10 @@ impl SeatMap {
         match self.choose_seats(buyer, selection, at) {
             Ok(indices) => {
                 let seats: Vec<SeatId> = indices.iter().map(|i| self.seat_at(*i)).collect();
-                let total_cents =
-                    seats.iter().map(|s| self.spec.seat_price_cents(&s.section)).sum();
+                let total_cents = seats
+                    .iter()
+                    .map(|s| self.spec.seat_price_cents(&s.section))
+                    .sum();
                 let booking = Booking {
                     id: booking_id,
                     event_id: self.event_id,
@@ -448,7 +538,11 @@ impl SeatMap {
                 self.bookings.insert(booking_id, booking.clone());
                 Transition {
                     changes,
-                    outcomes: vec![Outcome::Booking { booking_id, booking: Some(booking), rejection: None }],
+                    outcomes: vec![Outcome::Booking {
+                        booking_id,
+                        booking: Some(booking),
+                        rejection: None,
+                    }],
                 }
             }
             Err(reason) => {
@@ -478,7 +572,12 @@ impl SeatMap {
     }
 
     /// Seat indices for a request, or why it cannot be served.
-    fn choose_seats(&self, buyer: BuyerId, selection: &Selection, at: i64) -> Result<Vec<usize>, RejectReason> {
+    fn choose_seats(
+        &self,
+        buyer: BuyerId,
+        selection: &Selection,
+        at: i64,
+    ) -> Result<Vec<usize>, RejectReason> {
         if !self.sale.is_open(&self.spec, at) {
             return Err(RejectReason::SaleNotOpen);
         }
@@ -527,23 +626,32 @@ impl SeatMap {
                             .collect()
                     })
                     .collect();
-                let placement =
-                    best_available(&rows, usize::from(*quantity)).ok_or(RejectReason::NoAdjacentSeats)?;
+                let placement = best_available(&rows, usize::from(*quantity))
+                    .ok_or(RejectReason::NoAdjacentSeats)?;
                 let first = self.row_offsets[s][placement.row] + placement.first_seat;
                 Ok((first..first + usize::from(*quantity)).collect())
             }
         }
     }
 
-    fn confirm(&mut self, booking_id: BookingId, buyer: BuyerId, payment_reference: &str, at: i64) -> Transition {
+    fn confirm(
+        &mut self,
+        booking_id: BookingId,
+        buyer: BuyerId,
+        payment_reference: &str,
+        at: i64,
+    ) -> Transition {
         let booking = match self.owned_booking(booking_id, buyer) {
             Ok(b) => b,
             Err(t) => return t,
         };
         match booking.status {
-            BookingStatus::Held if at > booking.hold_expires_at_ms => {
-                self.release(booking_id, BookingStatus::Expired, at, Some(RejectReason::HoldExpired))
-            }
+            BookingStatus::Held if at > booking.hold_expires_at_ms => self.release(
+                booking_id,
+                BookingStatus::Expired,
+                at,
+                Some(RejectReason::HoldExpired),
+            ),
             BookingStatus::Held => {
                 let indices = self.indices_of(booking_id);
                 let mut changes = self.set_seats(&indices, SeatStatus::Sold(booking_id));
@@ -555,7 +663,11 @@ impl SeatMap {
                 changes.push(StateChange::Booking(booking.clone()));
                 Transition {
                     changes,
-                    outcomes: vec![Outcome::Booking { booking_id, booking: Some(booking), rejection: None }],
+                    outcomes: vec![Outcome::Booking {
+                        booking_id,
+                        booking: Some(booking),
+                        rejection: None,
+                    }],
                 }
             }
             BookingStatus::Confirmed => self.unchanged(booking_id, None),
@@ -574,7 +686,9 @@ impl SeatMap {
         match booking.status {
             BookingStatus::Held => self.release(booking_id, BookingStatus::Cancelled, at, None),
             BookingStatus::Cancelled => self.unchanged(booking_id, None),
-            BookingStatus::Confirmed => self.unchanged(booking_id, Some(RejectReason::AlreadyConfirmed)),
+            BookingStatus::Confirmed => {
+                self.unchanged(booking_id, Some(RejectReason::AlreadyConfirmed))
+            }
             BookingStatus::Expired | BookingStatus::Rejected(_) => {
                 self.unchanged(booking_id, Some(RejectReason::NotHeld))
             }
@@ -648,7 +762,11 @@ impl SeatMap {
         changes.push(StateChange::Booking(booking.clone()));
         Transition {
             changes,
-            outcomes: vec![Outcome::Booking { booking_id, booking: Some(booking), rejection }],
+            outcomes: vec![Outcome::Booking {
+                booking_id,
+                booking: Some(booking),
+                rejection,
+            }],
         }
     }
 
@@ -665,7 +783,10 @@ impl SeatMap {
             .iter()
             .map(|i| {
                 self.seats[*i] = status;
-                StateChange::Seat { index: u32::try_from(*i).expect("capacity fits u32"), status }
+                StateChange::Seat {
+                    index: u32::try_from(*i).expect("capacity fits u32"),
+                    status,
+                }
             })
             .collect()
     }

@@ -184,14 +184,22 @@ impl EventSpec {
     pub fn seat_price_cents(&self, section: &SectionCode) -> i64 {
         self.venue
             .section(section)
-            .and_then(|s| self.price_categories.iter().find(|c| c.code == s.price_category))
+            .and_then(|s| {
+                self.price_categories
+                    .iter()
+                    .find(|c| c.code == s.price_category)
+            })
             .map_or(0, |c| c.price_cents)
     }
 
     /// A rectangular demo layout: `sections` sections named A, B, ... each with
     /// `rows` rows of `seats_per_row` seats, priced from most to least expensive.
     pub fn demo(name: &str, sections: u8, rows: u16, seats_per_row: u16, now_ms: i64) -> Self {
-        let categories = [("PREMIUM", "Premium", 12_900), ("STANDARD", "Standard", 7_900), ("VALUE", "Value", 3_900)];
+        let categories = [
+            ("PREMIUM", "Premium", 12_900),
+            ("STANDARD", "Standard", 7_900),
+            ("VALUE", "Value", 3_900),
+        ];
         let price_categories = categories
             .iter()
             .map(|(code, name, cents)| PriceCategory {
@@ -205,7 +213,10 @@ impl EventSpec {
             .map(|i| {
                 let letter = char::from(b'A' + (i % 26));
                 Section {
-                    code: letter.to_string().parse().expect("single letter is a valid section"),
+                    code: letter
+                        .to_string()
+                        .parse()
+                        .expect("single letter is a valid section"),
                     name: format!("Section {letter}"),
                     price_category: categories[usize::from(i).min(2)].0.to_owned(),
                     rows: (1..=rows)
@@ -222,7 +233,10 @@ impl EventSpec {
             starts_at_ms: now_ms + 30 * 24 * 3_600_000,
             sale_opens_at_ms: now_ms,
             sale_closes_at_ms: now_ms + 29 * 24 * 3_600_000,
-            venue: VenueLayout { name: "Demo Hall".to_owned(), sections },
+            venue: VenueLayout {
+                name: "Demo Hall".to_owned(),
+                sections,
+            },
             price_categories,
             max_seats_per_buyer: 8,
             hold_duration_ms: 600_000,
@@ -249,7 +263,10 @@ mod tests {
     fn invalid_layouts_are_refused_with_the_reason() {
         let mut spec = EventSpec::demo("Demo", 2, 2, 2, 0);
         spec.venue.sections[1].code = spec.venue.sections[0].code.clone();
-        assert!(matches!(spec.validate(), Err(LayoutError::DuplicateSection(_))));
+        assert!(matches!(
+            spec.validate(),
+            Err(LayoutError::DuplicateSection(_))
+        ));
 
         let mut spec = EventSpec::demo("Demo", 1, 2, 2, 0);
         spec.venue.sections[0].rows[0].seats = 0;
@@ -261,7 +278,10 @@ mod tests {
 
         let mut spec = EventSpec::demo("Demo", 1, 2, 2, 0);
         spec.venue.sections[0].price_category = "NOPE".into();
-        assert!(matches!(spec.validate(), Err(LayoutError::UnknownPriceCategory(..))));
+        assert!(matches!(
+            spec.validate(),
+            Err(LayoutError::UnknownPriceCategory(..))
+        ));
 
         let spec = EventSpec::demo("Demo", 1, 400, 500, 0);
         assert_eq!(spec.validate(), Err(LayoutError::TooManySeats));

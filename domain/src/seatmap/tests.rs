@@ -40,12 +40,21 @@ fn cmd(at_ms: i64, kind: CommandKind) -> Command {
 
 fn request(n: u128, b: u128, selection: Selection) -> CommandKind {
     let fingerprint = format!("{selection:?}");
-    CommandKind::RequestBooking { booking_id: booking(n), buyer: buyer(b), selection, fingerprint }
+    CommandKind::RequestBooking {
+        booking_id: booking(n),
+        buyer: buyer(b),
+        selection,
+        fingerprint,
+    }
 }
 
 fn single(t: &Transition) -> (Option<Booking>, Option<RejectReason>) {
     match t.outcomes.as_slice() {
-        [Outcome::Booking { booking, rejection, .. }] => (booking.clone(), *rejection),
+        [
+            Outcome::Booking {
+                booking, rejection, ..
+            },
+        ] => (booking.clone(), *rejection),
         other => panic!("expected one booking outcome, got {other:?}"),
     }
 }
@@ -53,7 +62,10 @@ fn single(t: &Transition) -> (Option<Booking>, Option<RejectReason>) {
 #[test]
 fn explicit_seats_are_held_all_or_nothing() {
     let mut m = map();
-    let t = m.apply(&cmd(1, request(1, 1, Selection::Seats(vec![seat("A-1-1"), seat("A-1-2")]))));
+    let t = m.apply(&cmd(
+        1,
+        request(1, 1, Selection::Seats(vec![seat("A-1-1"), seat("A-1-2")])),
+    ));
     let (b, rejection) = single(&t);
     assert_eq!(rejection, None);
     let b = b.unwrap();
@@ -63,21 +75,61 @@ fn explicit_seats_are_held_all_or_nothing() {
     assert_eq!(m.status(&seat("A-1-1")), Some(SeatStatus::Held(booking(1))));
 
     let before = m.clone();
-    let t = m.apply(&cmd(2, request(2, 2, Selection::Seats(vec![seat("A-1-3"), seat("A-1-2")]))));
+    let t = m.apply(&cmd(
+        2,
+        request(2, 2, Selection::Seats(vec![seat("A-1-3"), seat("A-1-2")])),
+    ));
     assert_eq!(single(&t).1, Some(RejectReason::SeatsTaken));
-    assert_eq!(m.status(&seat("A-1-3")), Some(SeatStatus::Free), "nothing of a refused request is held");
-    assert_eq!(m.seats().collect::<Vec<_>>(), before.seats().collect::<Vec<_>>());
+    assert_eq!(
+        m.status(&seat("A-1-3")),
+        Some(SeatStatus::Free),
+        "nothing of a refused request is held"
+    );
+    assert_eq!(
+        m.seats().collect::<Vec<_>>(),
+        before.seats().collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn replaying_a_request_returns_the_same_booking() {
     let mut m = map();
-    let first = single(&m.apply(&cmd(1, request(1, 1, Selection::BestAvailable { section: "A".parse().unwrap(), quantity: 2 }))));
-    let again = m.apply(&cmd(5, request(1, 1, Selection::BestAvailable { section: "A".parse().unwrap(), quantity: 2 })));
+    let first = single(&m.apply(&cmd(
+        1,
+        request(
+            1,
+            1,
+            Selection::BestAvailable {
+                section: "A".parse().unwrap(),
+                quantity: 2,
+            },
+        ),
+    )));
+    let again = m.apply(&cmd(
+        5,
+        request(
+            1,
+            1,
+            Selection::BestAvailable {
+                section: "A".parse().unwrap(),
+                quantity: 2,
+            },
+        ),
+    ));
     assert!(again.changes.is_empty());
     assert_eq!(single(&again), first);
 
-    let reused = m.apply(&cmd(6, request(1, 1, Selection::BestAvailable { section: "B".parse().unwrap(), quantity: 2 })));
+    let reused = m.apply(&cmd(
+        6,
+        request(
+            1,
+            1,
+            Selection::BestAvailable {
+                section: "B".parse().unwrap(),
+                quantity: 2,
+            },
+        ),
+    ));
     assert_eq!(single(&reused).1, Some(RejectReason::IdempotencyKeyReused));
     assert!(reused.changes.is_empty());
 }
@@ -86,11 +138,29 @@ fn replaying_a_request_returns_the_same_booking() {
 fn bad_requests_get_their_reason() {
     let mut m = map();
     let cases = [
-        (Selection::Seats(vec![seat("A-9-1")]), RejectReason::UnknownSeat),
-        (Selection::Seats(vec![seat("A-1-1"), seat("A-1-1")]), RejectReason::DuplicateSeat),
+        (
+            Selection::Seats(vec![seat("A-9-1")]),
+            RejectReason::UnknownSeat,
+        ),
+        (
+            Selection::Seats(vec![seat("A-1-1"), seat("A-1-1")]),
+            RejectReason::DuplicateSeat,
+        ),
         (Selection::Seats(vec![]), RejectReason::InvalidQuantity),
-        (Selection::BestAvailable { section: "Z".parse().unwrap(), quantity: 1 }, RejectReason::UnknownSection),
-        (Selection::BestAvailable { section: "A".parse().unwrap(), quantity: 7 }, RejectReason::InvalidQuantity),
+        (
+            Selection::BestAvailable {
+                section: "Z".parse().unwrap(),
+                quantity: 1,
+            },
+            RejectReason::UnknownSection,
+        ),
+        (
+            Selection::BestAvailable {
+                section: "A".parse().unwrap(),
+                quantity: 7,
+            },
+            RejectReason::InvalidQuantity,
+        ),
     ];
     for (i, (selection, reason)) in cases.into_iter().enumerate() {
         let t = m.apply(&cmd(1, request(i as u128, 1, selection)));
@@ -102,11 +172,55 @@ fn bad_requests_get_their_reason() {
 fn the_per_buyer_limit_counts_every_active_booking() {
     let mut m = map();
     let a = "A".parse::<SectionCode>().unwrap();
-    assert_eq!(single(&m.apply(&cmd(1, request(1, 1, Selection::BestAvailable { section: a.clone(), quantity: 4 })))).1, None);
-    let t = m.apply(&cmd(2, request(2, 1, Selection::BestAvailable { section: a.clone(), quantity: 3 })));
+    assert_eq!(
+        single(&m.apply(&cmd(
+            1,
+            request(
+                1,
+                1,
+                Selection::BestAvailable {
+                    section: a.clone(),
+                    quantity: 4
+                }
+            )
+        )))
+        .1,
+        None
+    );
+    let t = m.apply(&cmd(
+        2,
+        request(
+            2,
+            1,
+            Selection::BestAvailable {
+                section: a.clone(),
+                quantity: 3,
+            },
+        ),
+    ));
     assert_eq!(single(&t).1, Some(RejectReason::BuyerLimitExceeded));
-    m.apply(&cmd(3, CommandKind::CancelBooking { booking_id: booking(1), buyer: buyer(1) }));
-    assert_eq!(single(&m.apply(&cmd(4, request(3, 1, Selection::BestAvailable { section: a, quantity: 3 })))).1, None);
+    m.apply(&cmd(
+        3,
+        CommandKind::CancelBooking {
+            booking_id: booking(1),
+            buyer: buyer(1),
+        },
+    ));
+    assert_eq!(
+        single(&m.apply(&cmd(
+            4,
+            request(
+                3,
+                1,
+                Selection::BestAvailable {
+                    section: a,
+                    quantity: 3
+                }
+            )
+        )))
+        .1,
+        None
+    );
 }
 
 #[test]
@@ -116,12 +230,19 @@ fn sale_window_and_manual_open_close() {
     s.sale_closes_at_ms = 200;
     let mut m = SeatMap::new(event(), s);
     let pick = || Selection::Seats(vec![seat("B-1-1")]);
-    assert_eq!(single(&m.apply(&cmd(50, request(1, 1, pick())))).1, Some(RejectReason::SaleNotOpen));
+    assert_eq!(
+        single(&m.apply(&cmd(50, request(1, 1, pick())))).1,
+        Some(RejectReason::SaleNotOpen)
+    );
     m.apply(&cmd(60, CommandKind::SetSale { open: true }));
     assert_eq!(single(&m.apply(&cmd(70, request(2, 1, pick())))).1, None);
     m.apply(&cmd(80, CommandKind::SetSale { open: false }));
     assert_eq!(
-        single(&m.apply(&cmd(150, request(3, 2, Selection::Seats(vec![seat("B-1-2")]))))).1,
+        single(&m.apply(&cmd(
+            150,
+            request(3, 2, Selection::Seats(vec![seat("B-1-2")]))
+        )))
+        .1,
         Some(RejectReason::SaleNotOpen)
     );
 }
@@ -129,16 +250,38 @@ fn sale_window_and_manual_open_close() {
 #[test]
 fn confirm_sells_and_confirm_after_expiry_is_refused() {
     let mut m = map();
-    m.apply(&cmd(0, request(1, 1, Selection::Seats(vec![seat("A-1-1")]))));
-    m.apply(&cmd(0, request(2, 2, Selection::Seats(vec![seat("A-1-2")]))));
-    let pay = |n, b, at| cmd(at, CommandKind::ConfirmBooking { booking_id: booking(n), buyer: buyer(b), payment_reference: "pay-1".into() });
+    m.apply(&cmd(
+        0,
+        request(1, 1, Selection::Seats(vec![seat("A-1-1")])),
+    ));
+    m.apply(&cmd(
+        0,
+        request(2, 2, Selection::Seats(vec![seat("A-1-2")])),
+    ));
+    let pay = |n, b, at| {
+        cmd(
+            at,
+            CommandKind::ConfirmBooking {
+                booking_id: booking(n),
+                buyer: buyer(b),
+                payment_reference: "pay-1".into(),
+            },
+        )
+    };
 
-    assert_eq!(single(&m.apply(&pay(1, 2, 10))).1, Some(RejectReason::NotYourBooking));
+    assert_eq!(
+        single(&m.apply(&pay(1, 2, 10))).1,
+        Some(RejectReason::NotYourBooking)
+    );
     let (b, rejection) = single(&m.apply(&pay(1, 1, HOLD_MS)));
     assert_eq!(rejection, None);
     assert_eq!(b.unwrap().status, BookingStatus::Confirmed);
     assert_eq!(m.status(&seat("A-1-1")), Some(SeatStatus::Sold(booking(1))));
-    assert_eq!(single(&m.apply(&pay(1, 1, HOLD_MS + 5))).1, None, "confirming twice is idempotent");
+    assert_eq!(
+        single(&m.apply(&pay(1, 1, HOLD_MS + 5))).1,
+        None,
+        "confirming twice is idempotent"
+    );
 
     let (b, rejection) = single(&m.apply(&pay(2, 2, HOLD_MS + 1)));
     assert_eq!(rejection, Some(RejectReason::HoldExpired));
@@ -149,20 +292,45 @@ fn confirm_sells_and_confirm_after_expiry_is_refused() {
 #[test]
 fn expiry_releases_only_due_holds() {
     let mut m = map();
-    m.apply(&cmd(0, request(1, 1, Selection::Seats(vec![seat("A-2-1"), seat("A-2-2")]))));
-    let early = m.apply(&cmd(HOLD_MS - 1, CommandKind::ExpireHold { booking_id: booking(1) }));
+    m.apply(&cmd(
+        0,
+        request(1, 1, Selection::Seats(vec![seat("A-2-1"), seat("A-2-2")])),
+    ));
+    let early = m.apply(&cmd(
+        HOLD_MS - 1,
+        CommandKind::ExpireHold {
+            booking_id: booking(1),
+        },
+    ));
     assert_eq!(early, Transition::default());
-    let t = m.apply(&cmd(HOLD_MS, CommandKind::ExpireHold { booking_id: booking(1) }));
+    let t = m.apply(&cmd(
+        HOLD_MS,
+        CommandKind::ExpireHold {
+            booking_id: booking(1),
+        },
+    ));
     assert_eq!(single(&t).0.unwrap().status, BookingStatus::Expired);
     assert_eq!(m.status(&seat("A-2-1")), Some(SeatStatus::Free));
     assert_eq!(m.status(&seat("A-2-2")), Some(SeatStatus::Free));
-    assert_eq!(m.apply(&cmd(HOLD_MS + 1, CommandKind::ExpireHold { booking_id: booking(1) })), Transition::default());
+    assert_eq!(
+        m.apply(&cmd(
+            HOLD_MS + 1,
+            CommandKind::ExpireHold {
+                booking_id: booking(1)
+            }
+        )),
+        Transition::default()
+    );
 }
 
 #[test]
 fn commands_for_an_unknown_event_are_refused_and_create_is_idempotent() {
     let mut none = None;
-    let t = SeatMap::apply_to(&mut none, event(), &cmd(0, request(1, 1, Selection::Seats(vec![seat("A-1-1")]))));
+    let t = SeatMap::apply_to(
+        &mut none,
+        event(),
+        &cmd(0, request(1, 1, Selection::Seats(vec![seat("A-1-1")]))),
+    );
     assert_eq!(single(&t), (None, Some(RejectReason::UnknownEvent)));
     assert!(none.is_none());
 
@@ -172,8 +340,22 @@ fn commands_for_an_unknown_event_are_refused_and_create_is_idempotent() {
     let again = SeatMap::apply_to(&mut none, event(), &create);
     assert!(matches!(again.outcomes[0], Outcome::EventCreated { .. }));
     assert!(again.changes.is_empty());
-    let other = SeatMap::apply_to(&mut none, event(), &cmd(0, CommandKind::CreateEvent { spec: EventSpec::demo("x", 1, 1, 1, 0) }));
-    assert_eq!(other.outcomes[0], Outcome::EventRejected { reason: RejectReason::EventExists });
+    let other = SeatMap::apply_to(
+        &mut none,
+        event(),
+        &cmd(
+            0,
+            CommandKind::CreateEvent {
+                spec: EventSpec::demo("x", 1, 1, 1, 0),
+            },
+        ),
+    );
+    assert_eq!(
+        other.outcomes[0],
+        Outcome::EventRejected {
+            reason: RejectReason::EventExists
+        }
+    );
 }
 
 #[test]
@@ -189,7 +371,11 @@ fn seat_indices_round_trip() {
 // ---- properties over random command sequences ----
 
 fn arb_seat() -> impl Strategy<Value = SeatId> {
-    (prop_oneof![Just("A"), Just("B"), Just("C")], 1u16..=4, 1u16..=7)
+    (
+        prop_oneof![Just("A"), Just("B"), Just("C")],
+        1u16..=4,
+        1u16..=7,
+    )
         .prop_map(|(s, r, n)| seat(&format!("{s}-{r}-{n}")))
 }
 
@@ -227,20 +413,35 @@ fn assert_consistent(m: &SeatMap) -> Result<(), TestCaseError> {
     let mut owner: HashMap<SeatId, BookingId> = HashMap::new();
     for b in m.bookings().filter(|b| b.status.is_active()) {
         for s in &b.seats {
-            prop_assert!(owner.insert(s.clone(), b.id).is_none(), "seat {s} given to two bookings");
-            let expected = if b.status == BookingStatus::Held { SeatStatus::Held(b.id) } else { SeatStatus::Sold(b.id) };
+            prop_assert!(
+                owner.insert(s.clone(), b.id).is_none(),
+                "seat {s} given to two bookings"
+            );
+            let expected = if b.status == BookingStatus::Held {
+                SeatStatus::Held(b.id)
+            } else {
+                SeatStatus::Sold(b.id)
+            };
             prop_assert_eq!(m.status(s), Some(expected));
         }
     }
     for (s, status) in m.seats() {
-        prop_assert_eq!(status.booking(), owner.get(&s).copied(), "seat {} out of step", s);
+        prop_assert_eq!(
+            status.booking(),
+            owner.get(&s).copied(),
+            "seat {} out of step",
+            s
+        );
     }
     let mut per_buyer: HashMap<BuyerId, usize> = HashMap::new();
     for b in m.bookings().filter(|b| b.status.is_active()) {
         *per_buyer.entry(b.buyer).or_default() += b.seats.len();
     }
     for (b, n) in per_buyer {
-        prop_assert!(n <= usize::from(m.spec().max_seats_per_buyer), "buyer {b} over the limit");
+        prop_assert!(
+            n <= usize::from(m.spec().max_seats_per_buyer),
+            "buyer {b} over the limit"
+        );
     }
     Ok(())
 }

@@ -1,0 +1,89 @@
+//! The API's errors, mapped to HTTP in one place. Clients always get a JSON
+//! body `{"code": ..., "message": ...}` with a stable code; internal details
+//! are logged, never returned.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use boxoffice_platform::views::Rejection;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request cannot be served as sent.
+    #[error("{message}")]
+    Client {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// A dependency (broker, Redis, processors) is down; try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self::Client {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// A dependency failed; the detail is logged here and not returned.
+    pub fn unavailable(context: &str, e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "{context}");
+        Self::Unavailable(context.to_owned())
+    }
+
+    /// The seat-processor refused a command.
+    pub fn rejected(r: &Rejection) -> Self {
+        let status = match r.code.as_str() {
+            "unknown_event" | "unknown_booking" => StatusCode::NOT_FOUND,
+            "not_your_booking" => StatusCode::FORBIDDEN,
+            "unknown_seat"
+            | "unknown_section"
+            | "duplicate_seat"
+            | "invalid_quantity"
+            | "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::CONFLICT,
+        };
+        Self::Client {
+            status,
+            code: r.code.clone(),
+            message: r.message.clone(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Client { status, .. } => *status,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Client { status, code, message } => {
+                HttpResponse::build(*status).json(json!({ "code": code, "message": message }))
+            }
+            Self::Unavailable(what) => HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "2"))
+                .json(json!({ "code": "unavailable", "message": format!("{what}; please retry shortly") })),
+        }
+    }
+}

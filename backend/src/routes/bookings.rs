@@ -1,0 +1,324 @@
+//! Bookings: request seats (a deferred response), long-poll a booking,
+//! confirm (the payment step) and cancel.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web::{Json, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use boxoffice_domain::{BookingId, CommandKind, EventId, SeatId, SectionCode, Selection};
+use boxoffice_platform::views::{BookingView, EventView};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Answer, booking, cached_booking, command, event, public};
+use crate::auth::Buyer;
+use crate::error::ApiError;
+use crate::state::{AppState, Data};
+
+/// What a buyer asks for: explicit seats, or the best `quantity` in a section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingRequest {
+    seats: Option<Vec<String>>,
+    section: Option<String>,
+    quantity: Option<u16>,
+}
+
+/// Parses and checks a request against the event's layout, so that bad input
+/// is refused here with a precise reason and never reaches the queue.
+fn selection(body: BookingRequest, event: &EventView) -> Result<Selection, ApiError> {
+    let max = event.max_seats_per_buyer;
+    match (body.seats, body.section, body.quantity) {
+        (Some(seats), None, None) => {
+            if seats.is_empty() || seats.len() > usize::from(max) {
+                return Err(ApiError::unprocessable(
+                    "invalid_quantity",
+                    format!("ask for 1 to {max} seats"),
+                ));
+            }
+            let mut parsed: Vec<SeatId> = Vec::with_capacity(seats.len());
+            for s in &seats {
+                let seat: SeatId = s.parse().map_err(|e: boxoffice_domain::IdError| {
+                    ApiError::unprocessable("invalid_seat", e.to_string())
+                })?;
+                if !event.spec.venue.contains(&seat) {
+                    return Err(ApiError::unprocessable(
+                        "unknown_seat",
+                        format!("seat {seat} does not exist"),
+                    ));
+                }
+                if parsed.contains(&seat) {
+                    return Err(ApiError::unprocessable(
+                        "duplicate_seat",
+                        format!("seat {seat} is listed twice"),
+                    ));
+                }
+                parsed.push(seat);
+            }
+            Ok(Selection::Seats(parsed))
+        }
+        (None, Some(section), Some(quantity)) => {
+            let code: SectionCode = section.parse().map_err(|e: boxoffice_domain::IdError| {
+                ApiError::unprocessable("unknown_section", e.to_string())
+            })?;
+            if event.spec.venue.section(&code).is_none() {
+                return Err(ApiError::unprocessable(
+                    "unknown_section",
+                    format!("section {code} does not exist"),
+                ));
+            }
+            if quantity == 0 || quantity > max {
+                return Err(ApiError::unprocessable(
+                    "invalid_quantity",
+                    format!("quantity must be 1 to {max}"),
+                ));
+            }
+            Ok(Selection::BestAvailable {
+                section: code,
+                quantity,
+            })
+        }
+        _ => Err(ApiError::unprocessable(
+            "invalid_selection",
+            r#"send either {"seats": ["A-1-1", ...]} or {"section": "A", "quantity": 2}"#,
+        )),
+    }
+}
+
+/// Digest of a request, to tell a replay from a reused key.
+fn fingerprint(event: Uuid, selection: &Selection) -> String {
+    let mut h = Sha256::new();
+    h.update(event.as_bytes());
+    h.update(format!("{selection:?}").as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_idempotency_key",
+                "send an Idempotency-Key header (any unique string per booking attempt)",
+            )
+        })?
+        .to_str()
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "the Idempotency-Key must be visible ASCII",
+            )
+        })?;
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "the Idempotency-Key must be 1-200 characters",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+fn accepted(id: Uuid) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/bookings/{id}")))
+        .insert_header(("Retry-After", "1"))
+        .json(json!({ "id": id, "status": "pending", "poll": format!("/api/bookings/{id}?wait_ms=10000") }))
+}
+
+/// `POST /api/events/{id}/bookings`: holds seats, answered when the outcome
+/// is known (201 held, 409/422 refused) or, past the deadline, 202 with a
+/// URL to poll.
+pub async fn create(
+    state: Data,
+    req: HttpRequest,
+    buyer: Buyer,
+    id: Path<Uuid>,
+    body: Json<BookingRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let event_view = event(&state, *id).await?;
+    let selection = selection(body.into_inner(), &event_view)?;
+    let booking_id = BookingId::for_idempotency_key(buyer.0, &key);
+    let fingerprint = fingerprint(*id, &selection);
+    // A replay is usually answered from the cache; one the cache lacks goes
+    // to the seat-processor, which knows every booking id it ever applied.
+    if let Some(existing) = cached_booking(&state, booking_id.0).await? {
+        if existing.fingerprint != fingerprint {
+            return Err(ApiError::unprocessable(
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used for a different request.",
+            ));
+        }
+        return replayed(existing);
+    }
+    if !event_view.on_sale {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "sale_not_open",
+            "The sale for this event is not open.",
+        ));
+    }
+    let kind = CommandKind::RequestBooking {
+        booking_id,
+        buyer: buyer.0,
+        selection,
+        fingerprint,
+    };
+    match command(&state, EventId(*id), booking_id.0, kind, "request_booking").await? {
+        Answer::Replied(reply) => booking_answer(reply.rejection, reply.booking, true),
+        Answer::Pending => Ok(accepted(booking_id.0)),
+    }
+}
+
+/// The answer to a replayed request: the same booking, or its refusal.
+fn replayed(existing: BookingView) -> Result<HttpResponse, ApiError> {
+    match existing.status.as_str() {
+        "rejected" => {
+            let code = existing.reject_reason.clone().unwrap_or_default();
+            Err(ApiError::rejected(&boxoffice_platform::views::Rejection {
+                message: message_for(&code),
+                code,
+            }))
+        }
+        _ => Ok(HttpResponse::Ok()
+            .insert_header(("Location", format!("/api/bookings/{}", existing.id)))
+            .json(public(existing))),
+    }
+}
+
+fn message_for(code: &str) -> String {
+    match code {
+        "seats_taken" => "Some of these seats were taken meanwhile.",
+        "sale_not_open" => "The sale for this event is not open.",
+        "no_adjacent_seats" => "No row in this section has that many adjacent free seats.",
+        "buyer_limit_exceeded" => "This would exceed the seat limit per buyer.",
+        _ => "The booking was refused.",
+    }
+    .to_owned()
+}
+
+fn booking_answer(
+    rejection: Option<boxoffice_platform::views::Rejection>,
+    view: Option<BookingView>,
+    created: bool,
+) -> Result<HttpResponse, ApiError> {
+    match (rejection, view) {
+        (Some(r), _) => Err(ApiError::rejected(&r)),
+        (None, Some(view)) => {
+            let mut res = if created {
+                HttpResponse::Created()
+            } else {
+                HttpResponse::Ok()
+            };
+            Ok(res
+                .insert_header(("Location", format!("/api/bookings/{}", view.id)))
+                .json(public(view)))
+        }
+        (None, None) => Err(ApiError::not_found(
+            "unknown_booking",
+            "This booking does not exist.",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Wait {
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// A booking its buyer may see.
+async fn owned_booking(
+    state: &AppState,
+    buyer: &Buyer,
+    id: Uuid,
+) -> Result<Option<BookingView>, ApiError> {
+    match booking(state, id).await? {
+        Some(b) if b.buyer_id != buyer.0.0 => Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "not_your_booking",
+            "This booking belongs to another buyer.",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// `GET /api/bookings/{id}?wait_ms=N`: the booking; with `wait_ms`, waits up
+/// to that long for it to exist (the long poll after a 202).
+pub async fn get(
+    state: Data,
+    buyer: Buyer,
+    id: Path<Uuid>,
+    wait: Query<Wait>,
+) -> Result<HttpResponse, ApiError> {
+    let wait = Duration::from_millis(wait.wait_ms).min(state.long_poll_max);
+    let started = Instant::now();
+    loop {
+        if let Some(view) = owned_booking(&state, &buyer, *id).await? {
+            return Ok(HttpResponse::Ok().json(public(view)));
+        }
+        if started.elapsed() >= wait {
+            return Err(ApiError::not_found(
+                "unknown_booking",
+                "No such booking (yet); if you just got a 202, poll again.",
+            ));
+        }
+        // Woken early by a reply if this instance published the command; otherwise re-read shortly.
+        let waiter = state.waiters.register(*id);
+        let _ = waiter
+            .wait(Duration::from_millis(200).min(wait.saturating_sub(started.elapsed())))
+            .await;
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    payment_reference: String,
+}
+
+/// `POST /api/bookings/{id}/confirm`: the payment step; sells the held seats.
+pub async fn confirm(
+    state: Data,
+    buyer: Buyer,
+    id: Path<Uuid>,
+    body: Json<Confirm>,
+) -> Result<HttpResponse, ApiError> {
+    let reference = body.into_inner().payment_reference;
+    if reference.trim().is_empty() || reference.len() > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_payment_reference",
+            "payment_reference must be 1-100 characters",
+        ));
+    }
+    let view = owned_booking(&state, &buyer, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_booking", "This booking does not exist."))?;
+    let kind = CommandKind::ConfirmBooking {
+        booking_id: BookingId(*id),
+        buyer: buyer.0,
+        payment_reference: reference,
+    };
+    match command(&state, EventId(view.event_id), *id, kind, "confirm_booking").await? {
+        Answer::Replied(reply) => booking_answer(reply.rejection, reply.booking, false),
+        Answer::Pending => Ok(accepted(*id)),
+    }
+}
+
+/// `DELETE /api/bookings/{id}`: cancels a hold and frees its seats.
+pub async fn cancel(state: Data, buyer: Buyer, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let view = owned_booking(&state, &buyer, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_booking", "This booking does not exist."))?;
+    let kind = CommandKind::CancelBooking {
+        booking_id: BookingId(*id),
+        buyer: buyer.0,
+    };
+    match command(&state, EventId(view.event_id), *id, kind, "cancel_booking").await? {
+        Answer::Replied(reply) => booking_answer(reply.rejection, reply.booking, false),
+        Answer::Pending => Ok(accepted(*id)),
+    }
+}

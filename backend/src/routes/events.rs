@@ -1,0 +1,228 @@
+//! Events: listing and seat maps for buyers; creation and the sale switch for
+//! organizers.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::web::{Json, Path};
+use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout};
+use boxoffice_platform::now_ms;
+use boxoffice_platform::views::EventView;
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use super::{Answer, command, event};
+use crate::auth::Organizer;
+use crate::error::ApiError;
+use crate::state::Data;
+
+/// `GET /api/events`: every event, newest first.
+pub async fn list(state: Data) -> Result<HttpResponse, ApiError> {
+    let mut views = cached_events(&state).await?;
+    if views.is_none() {
+        super::interactive_query::<serde_json::Value>(
+            &state,
+            reqwest::Method::POST,
+            "/internal/cache/events",
+        )
+        .await?;
+        views = cached_events(&state).await?;
+    }
+    let now = now_ms();
+    let summaries: Vec<_> = views
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| {
+            let v = v.refreshed(now);
+            json!({
+                "id": v.id, "name": v.name, "starts_at": v.starts_at, "venue": v.spec.venue.name,
+                "sale_state": v.sale_state, "on_sale": v.on_sale, "capacity": v.capacity,
+                "sale_opens_at": v.sale_opens_at, "sale_closes_at": v.sale_closes_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "events": summaries })))
+}
+
+/// The cached events, or `None` when the index is missing from Redis.
+async fn cached_events(state: &Data) -> Result<Option<Vec<EventView>>, ApiError> {
+    let mut conn = state
+        .redis
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let ids: Vec<String> = conn
+        .zrevrange(state.keys.events(), 0, 199)
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    if ids.is_empty() {
+        let exists: bool = conn
+            .exists(state.keys.events())
+            .await
+            .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+        return Ok(exists.then(Vec::new));
+    }
+    let keys: Vec<String> = ids.iter().map(|id| state.keys.event(id)).collect();
+    let jsons: Vec<Option<String>> = conn
+        .mget(&keys)
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    Ok(Some(
+        jsons
+            .into_iter()
+            .flatten()
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect(),
+    ))
+}
+
+/// `GET /api/events/{id}`: layout, prices and on-sale window.
+pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(event(&state, *id).await?))
+}
+
+/// `GET /api/events/{id}/seats`: the seat map from Redis: counts per
+/// section and the status of every taken seat (absent seats are free).
+pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let view = event(&state, *id).await?;
+    let mut conn = state
+        .redis
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut pipe = redis::pipe();
+    for s in &view.spec.venue.sections {
+        pipe.hgetall(state.keys.section_seats(view.id, s.code.as_str()));
+    }
+    let taken: Vec<HashMap<String, String>> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut seats = serde_json::Map::new();
+    let mut sections = Vec::new();
+    for (section, taken) in view.spec.venue.sections.iter().zip(taken) {
+        let (mut held, mut sold) = (0usize, 0usize);
+        for (seat, value) in taken {
+            let status = if value.starts_with("sold:") {
+                "sold"
+            } else {
+                "held"
+            };
+            if status == "sold" {
+                sold += 1
+            } else {
+                held += 1
+            }
+            seats.insert(seat, json!(status));
+        }
+        let capacity = section.capacity();
+        sections.push(json!({
+            "code": section.code, "name": section.name, "price_category": section.price_category,
+            "price_cents": view.spec.seat_price_cents(&section.code),
+            "capacity": capacity, "free": capacity.saturating_sub(held + sold), "held": held, "sold": sold,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "event_id": view.id, "on_sale": view.on_sale, "sections": sections, "seats": seats })))
+}
+
+/// What an organizer sends to create an event.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEvent {
+    name: String,
+    starts_at: DateTime<Utc>,
+    sale_opens_at: DateTime<Utc>,
+    sale_closes_at: DateTime<Utc>,
+    venue: VenueLayout,
+    price_categories: Vec<PriceCategory>,
+    #[serde(default = "default_max_seats")]
+    max_seats_per_buyer: u16,
+    #[serde(default = "default_hold_seconds")]
+    hold_duration_seconds: i64,
+}
+
+fn default_max_seats() -> u16 {
+    8
+}
+
+fn default_hold_seconds() -> i64 {
+    600
+}
+
+/// `POST /api/events` (organizers): validates the layout and creates the
+/// event through the seat-processor.
+pub async fn create(
+    state: Data,
+    _organizer: Organizer,
+    body: Json<CreateEvent>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let spec = EventSpec {
+        name: body.name,
+        starts_at_ms: body.starts_at.timestamp_millis(),
+        sale_opens_at_ms: body.sale_opens_at.timestamp_millis(),
+        sale_closes_at_ms: body.sale_closes_at.timestamp_millis(),
+        venue: body.venue,
+        price_categories: body.price_categories,
+        max_seats_per_buyer: body.max_seats_per_buyer,
+        hold_duration_ms: body.hold_duration_seconds.saturating_mul(1000),
+    };
+    spec.validate()
+        .map_err(|e| ApiError::unprocessable("invalid_event", e.to_string()))?;
+    let id = EventId(Uuid::now_v7());
+    respond_event(
+        &state,
+        id,
+        CommandKind::CreateEvent { spec },
+        "create_event",
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SetSale {
+    open: bool,
+}
+
+/// `POST /api/events/{id}/sale` (organizers): opens or closes the sale.
+pub async fn set_sale(
+    state: Data,
+    _organizer: Organizer,
+    id: Path<Uuid>,
+    body: Json<SetSale>,
+) -> Result<HttpResponse, ApiError> {
+    event(&state, *id).await?;
+    respond_event(
+        &state,
+        EventId(*id),
+        CommandKind::SetSale { open: body.open },
+        "set_sale",
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn respond_event(
+    state: &Data,
+    id: EventId,
+    kind: CommandKind,
+    label: &'static str,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    match command(state, id, id.0, kind, label).await? {
+        Answer::Replied(reply) => match (reply.rejection, reply.event) {
+            (Some(r), _) => Err(ApiError::rejected(&r)),
+            (None, Some(view)) => Ok(HttpResponse::build(status)
+                .insert_header(("Location", format!("/api/events/{}", view.id)))
+                .json(view)),
+            (None, None) => Ok(HttpResponse::build(status).json(json!({ "id": id }))),
+        },
+        Answer::Pending => Ok(HttpResponse::Accepted()
+            .insert_header(("Location", format!("/api/events/{id}")))
+            .json(json!({ "id": id, "status": "pending" }))),
+    }
+}

@@ -1,0 +1,226 @@
+//! The API's routes, one module per resource, and the helpers they share:
+//! publishing a command and awaiting its outcome, and cached reads that fall
+//! back to the reservation-processor's interactive queries.
+
+pub mod auth;
+pub mod bookings;
+pub mod events;
+pub mod stream;
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use boxoffice_domain::{Command, CommandKind, EventId};
+use boxoffice_platform::messages::{CommandEnvelope, encode_command};
+use boxoffice_platform::now_ms;
+use boxoffice_platform::views::{BookingView, EventView, Reply};
+use rdkafka::producer::FutureRecord;
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/auth/buyer", web::post().to(auth::buyer))
+        .route("/api/auth/organizer", web::post().to(auth::organizer))
+        .route("/api/events", web::get().to(events::list))
+        .route("/api/events", web::post().to(events::create))
+        .route("/api/events/{id}", web::get().to(events::get))
+        .route("/api/events/{id}/sale", web::post().to(events::set_sale))
+        .route("/api/events/{id}/seats", web::get().to(events::seats))
+        .route(
+            "/api/events/{id}/seats/stream",
+            web::get().to(stream::seats),
+        )
+        .route(
+            "/api/events/{id}/bookings",
+            web::post().to(bookings::create),
+        )
+        .route("/api/bookings/{id}", web::get().to(bookings::get))
+        .route("/api/bookings/{id}", web::delete().to(bookings::cancel))
+        .route(
+            "/api/bookings/{id}/confirm",
+            web::post().to(bookings::confirm),
+        );
+}
+
+/// Longest wait for the broker to acknowledge a command.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a deferred response ended.
+pub enum Answer {
+    Replied(Reply),
+    /// The deadline passed; the command is still on its way.
+    Pending,
+}
+
+/// Publishes a command for `event` and waits up to the booking deadline for
+/// its outcome about `subject`.
+pub async fn command(
+    state: &AppState,
+    event: EventId,
+    subject: Uuid,
+    kind: CommandKind,
+    label: &'static str,
+) -> Result<Answer, ApiError> {
+    let envelope = CommandEnvelope {
+        event_id: event,
+        reply_to: Some(state.instance.clone()),
+        command: Command {
+            at_ms: now_ms(),
+            kind,
+        },
+    };
+    let payload = encode_command(&envelope);
+    let key = event.to_string();
+    let waiter = state.waiters.register(subject);
+    let started = Instant::now();
+    // Bounded: with the broker down, answer 503 rather than hang. The command
+    // may still go out later; a retry with the same Idempotency-Key is safe.
+    let publish = state.producer.send(
+        FutureRecord::to(&state.topics.commands)
+            .key(&key)
+            .payload(&payload),
+        Duration::from_secs(2),
+    );
+    let published = match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no broker acknowledgement within {PUBLISH_TIMEOUT:?}"
+        )),
+    };
+    if let Err(e) = published {
+        state
+            .metrics
+            .commands
+            .with_label_values(&[label, "unavailable"])
+            .inc();
+        return Err(ApiError::unavailable("the booking queue is unavailable", e));
+    }
+    state.metrics.deferred_in_flight.inc();
+    let reply = waiter.wait(state.booking_deadline).await;
+    state.metrics.deferred_in_flight.dec();
+    let result = match &reply {
+        Some(r) => r.rejection.as_ref().map_or("ok", |_| "rejected"),
+        None => "deferred",
+    };
+    state
+        .metrics
+        .deferred_seconds
+        .with_label_values(&[result])
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .commands
+        .with_label_values(&[label, result])
+        .inc();
+    Ok(reply.map_or(Answer::Pending, Answer::Replied))
+}
+
+async fn redis_get(state: &AppState, key: &str) -> Result<Option<String>, ApiError> {
+    let mut conn = state
+        .redis
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    conn.get(key)
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))
+}
+
+/// Asks the reservation-processor; `Ok(None)` when it says 404.
+async fn interactive_query<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<Option<T>, ApiError> {
+    let url = format!("{}{path}", state.reservation_url);
+    let res = state
+        .http
+        .request(method, &url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable("the reservation service is unavailable", e))?;
+    match res.status() {
+        s if s.is_success() => Ok(Some(res.json().await.map_err(|e| {
+            ApiError::unavailable("the reservation service answered oddly", e)
+        })?)),
+        reqwest::StatusCode::NOT_FOUND => Ok(None),
+        s => Err(ApiError::unavailable(
+            "the reservation service is unavailable",
+            s,
+        )),
+    }
+}
+
+/// An event from Redis, rebuilt from PostgreSQL through the
+/// reservation-processor when the cache lacks it.
+pub async fn event(state: &AppState, id: Uuid) -> Result<EventView, ApiError> {
+    if let Some(json) = redis_get(state, &state.keys.event(id)).await? {
+        let view: EventView = serde_json::from_str(&json)
+            .map_err(|e| ApiError::unavailable("cached event unreadable", e))?;
+        return Ok(view.refreshed(now_ms()));
+    }
+    interactive_query::<EventView>(
+        state,
+        reqwest::Method::POST,
+        &format!("/internal/cache/events/{id}"),
+    )
+    .await?
+    .map(|v| v.refreshed(now_ms()))
+    .ok_or_else(|| ApiError::not_found("unknown_event", "This event does not exist."))
+}
+
+/// A booking from Redis only: the hot path of a new booking request.
+pub async fn cached_booking(state: &AppState, id: Uuid) -> Result<Option<BookingView>, ApiError> {
+    match redis_get(state, &state.keys.booking(id)).await? {
+        Some(json) => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| ApiError::unavailable("cached booking unreadable", e)),
+        None => Ok(None),
+    }
+}
+
+/// A booking from Redis, else from PostgreSQL through the
+/// reservation-processor.
+pub async fn booking(state: &AppState, id: Uuid) -> Result<Option<BookingView>, ApiError> {
+    if let Some(view) = cached_booking(state, id).await? {
+        return Ok(Some(view));
+    }
+    interactive_query(
+        state,
+        reqwest::Method::GET,
+        &format!("/internal/bookings/{id}"),
+    )
+    .await
+}
+
+/// A booking as its buyer may see it (no internal fields).
+pub fn public(mut view: BookingView) -> BookingView {
+    view.fingerprint.clear();
+    view
+}
+
+/// JSON bodies, paths and queries that do not parse get a 400 with a reason.
+pub fn extractor_errors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(1 << 20)
+            .error_handler(|e, _| {
+                ApiError::bad_request(
+                    "malformed_json",
+                    format!("the request body is not valid JSON for this call: {e}"),
+                )
+                .into()
+            }),
+    )
+    .app_data(web::PathConfig::default().error_handler(|e, _| {
+        ApiError::not_found("not_found", format!("no such resource: {e}")).into()
+    }))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::bad_request("invalid_query", format!("invalid query string: {e}")).into()
+    }));
+}

@@ -1,0 +1,46 @@
+//! `GET /api/events/{id}/seats/stream`: server-sent events with every seat
+//! change of an event, so open seat maps stay live.
+
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::web::Path;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::event;
+use crate::error::ApiError;
+use crate::state::Data;
+
+pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let view = event(&state, *id).await?;
+    let rx = state.feeds.subscribe(view.id.0);
+    let heartbeat = tokio::time::interval(Duration::from_secs(15));
+    let hello = Bytes::from(format!(
+        "event: hello\ndata: {{\"event_id\":\"{}\"}}\n\n",
+        view.id
+    ));
+    let stream = futures::stream::once(async move { Ok::<_, actix_web::Error>(hello) }).chain(futures::stream::unfold(
+        (rx, heartbeat),
+        |(mut rx, mut heartbeat)| async move {
+            loop {
+                tokio::select! {
+                    _ = heartbeat.tick() => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, heartbeat))),
+                    msg = rx.recv() => match msg {
+                        Ok(json) => return Some((Ok(Bytes::from(format!("event: seats\ndata: {json}\n\n"))), (rx, heartbeat))),
+                        // Too slow a reader missed changes: tell it to reload the seat map.
+                        Err(RecvError::Lagged(_)) => return Some((Ok(Bytes::from_static(b"event: reload\ndata: {}\n\n")), (rx, heartbeat))),
+                        Err(RecvError::Closed) => return None,
+                    },
+                }
+            }
+        },
+    ));
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}

@@ -1,0 +1,112 @@
+//! Builds and runs the API: clients, the reply listener and the HTTP server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use boxoffice_platform::cache::Keys;
+use boxoffice_platform::health::{self, Readiness};
+use boxoffice_platform::metrics::{Metrics, track_http};
+use boxoffice_platform::{cache, kafka};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Signer;
+use crate::config::ApiConfig;
+use crate::listener::{self, SeatFeeds};
+use crate::routes;
+use crate::state::{ApiMetrics, AppState};
+use crate::waiters::Waiters;
+
+/// Runs the API until `shutdown`: then stops taking requests, lets in-flight
+/// ones finish (up to 15 s), and returns.
+pub async fn run(
+    config: ApiConfig,
+    instance: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new("api", &instance)?;
+    kafka::ensure_topics(&config.common).await?;
+    let producer = kafka::producer(&config.common, &instance)?;
+    let redis = cache::pool(&config.common)?;
+    let keys = Keys::new(&config.common.redis_prefix);
+    let waiters = Arc::new(Waiters::default());
+    let feeds = Arc::new(SeatFeeds::default());
+    let connected = Arc::new(AtomicBool::new(false));
+    let listener_task = tokio::spawn(listener::run(
+        config.common.redis_url.expose().to_owned(),
+        keys.clone(),
+        instance.clone(),
+        waiters.clone(),
+        feeds.clone(),
+        connected.clone(),
+        shutdown.clone(),
+    ));
+
+    let state = web::Data::new(AppState {
+        instance: instance.clone(),
+        producer: producer.clone(),
+        topics: config.common.topics(),
+        redis: redis.clone(),
+        keys,
+        waiters,
+        feeds,
+        listener_connected: connected.clone(),
+        http: reqwest::Client::new(),
+        reservation_url: config.reservation_url.trim_end_matches('/').to_owned(),
+        signer: Signer::new(config.auth_secret.expose()),
+        organizer_password: config.organizer_password.expose().to_owned(),
+        booking_deadline: Duration::from_millis(config.booking_deadline_ms),
+        long_poll_max: Duration::from_millis(config.long_poll_max_ms),
+        metrics: ApiMetrics::new(metrics.registry())?,
+    });
+    let readiness = web::Data::new(
+        Readiness::new()
+            .with("kafka", move || kafka::probe(producer.clone()))
+            .with("redis", {
+                let redis = redis.clone();
+                move || cache::probe(redis.clone())
+            })
+            .with("reply_listener", move || {
+                let up = connected.load(Ordering::Relaxed);
+                async move {
+                    if up {
+                        Ok(())
+                    } else {
+                        Err("not subscribed to replies".to_owned())
+                    }
+                }
+            }),
+    );
+    let metrics_data = web::Data::from(metrics.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(readiness.clone())
+            .app_data(metrics_data.clone())
+            .wrap(actix_web::middleware::from_fn(track_http))
+            .configure(routes::extractor_errors)
+            .configure(health::routes)
+            .configure(routes::configure)
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound()
+                    .json(json!({ "code": "not_found", "message": "no such route" }))
+            }))
+    })
+    .shutdown_timeout(15)
+    .disable_signals()
+    .bind(("0.0.0.0", config.port))
+    .map_err(|e| anyhow::anyhow!("cannot listen on port {}: {e}", config.port))?
+    .run();
+    let handle = server.handle();
+    tracing::info!(port = config.port, instance, "api started");
+    let server_task = tokio::spawn(server);
+    shutdown.cancelled().await;
+    tracing::info!("api draining in-flight requests");
+    handle.stop(true).await;
+    let _ = server_task.await;
+    let _ = listener_task.await;
+    tracing::info!("api stopped");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use boxoffice_platform::cache::Keys;
+use boxoffice_platform::config::Topics;
+use prometheus::{HistogramVec, IntCounterVec, IntGauge};
+use rdkafka::producer::FutureProducer;
+
+use crate::auth::Signer;
+use crate::listener::SeatFeeds;
+use crate::waiters::Waiters;
+
+pub struct AppState {
+    pub instance: String,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    pub redis: deadpool_redis::Pool,
+    pub keys: Keys,
+    pub waiters: Arc<Waiters>,
+    pub feeds: Arc<SeatFeeds>,
+    pub listener_connected: Arc<AtomicBool>,
+    pub http: reqwest::Client,
+    pub reservation_url: String,
+    pub signer: Signer,
+    pub organizer_password: String,
+    pub booking_deadline: Duration,
+    pub long_poll_max: Duration,
+    pub metrics: ApiMetrics,
+}
+
+/// The API's own instruments.
+pub struct ApiMetrics {
+    pub commands: IntCounterVec,
+    pub deferred_in_flight: IntGauge,
+    pub deferred_seconds: HistogramVec,
+}
+
+impl ApiMetrics {
+    pub fn new(registry: &prometheus::Registry) -> anyhow::Result<Self> {
+        let commands = IntCounterVec::new(
+            prometheus::Opts::new(
+                "api_commands_total",
+                "Commands answered, by kind and result",
+            ),
+            &["kind", "result"],
+        )?;
+        let deferred_in_flight = IntGauge::new(
+            "deferred_responses_in_flight",
+            "Requests waiting for their outcome right now",
+        )?;
+        let deferred_seconds = HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "deferred_response_seconds",
+                "From publishing a command to its answer, by result",
+            )
+            .buckets(boxoffice_platform::metrics::LATENCY_BUCKETS.to_vec()),
+            &["result"],
+        )?;
+        registry.register(Box::new(commands.clone()))?;
+        registry.register(Box::new(deferred_in_flight.clone()))?;
+        registry.register(Box::new(deferred_seconds.clone()))?;
+        Ok(Self {
+            commands,
+            deferred_in_flight,
+            deferred_seconds,
+        })
+    }
+}
+
+pub type Data = actix_web::web::Data<AppState>;

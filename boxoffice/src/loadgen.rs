@@ -1,0 +1,441 @@
+//! `boxoffice loadgen`: an on-sale spike. Many buyers at once ask for seats
+//! (explicit picks and best-available) through one or more API instances;
+//! every request is followed to its single outcome, then the invariants are
+//! checked: no seat held by two bookings, and the live seat map shows exactly
+//! the seats of the held and confirmed bookings.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use boxoffice_domain::EventSpec;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::demo;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadgenArgs {
+    /// API base URLs; requests are spread over them round-robin.
+    #[arg(
+        long = "api",
+        env = "BOXOFFICE_API_URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub apis: Vec<String>,
+    /// Event to book; when absent a new event is created.
+    #[arg(long)]
+    pub event: Option<String>,
+    #[arg(long, default_value_t = 2)]
+    pub sections: u8,
+    #[arg(long, default_value_t = 10)]
+    pub rows: u16,
+    #[arg(long, default_value_t = 25)]
+    pub seats_per_row: u16,
+    /// Booking requests to send, one buyer each.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Share of requests naming explicit seats (the rest ask for best-available).
+    #[arg(long, default_value_t = 0.5)]
+    pub explicit_share: f64,
+    /// Share of held bookings then confirmed (the payment step).
+    #[arg(long, default_value_t = 0.5)]
+    pub confirm_share: f64,
+    /// Most seats per request.
+    #[arg(long, default_value_t = 4)]
+    pub max_quantity: u16,
+    #[arg(
+        long,
+        env = "BOXOFFICE_ORGANIZER_PASSWORD",
+        default_value = "organizer",
+        hide_env_values = true
+    )]
+    pub organizer_password: String,
+    /// Also write the summary as a Markdown report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// What happened to one request.
+struct Outcome {
+    status: u16,
+    code: String,
+    latency: Duration,
+    booking: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    event_id: String,
+    capacity: usize,
+    requests: usize,
+    outcomes: BTreeMap<String, usize>,
+    deferred_then_resolved: usize,
+    unresolved: usize,
+    server_errors: usize,
+    held_bookings: usize,
+    confirmed_bookings: usize,
+    seats_taken: usize,
+    duplicate_seats: usize,
+    seat_map_mismatches: usize,
+    elapsed_s: f64,
+    requests_per_s: f64,
+    latency_ms_p50: f64,
+    latency_ms_p90: f64,
+    latency_ms_p99: f64,
+    latency_ms_max: f64,
+    invariants_hold: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
+    let summary = spike(&args).await?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, report(&args, &summary))?;
+        eprintln!("[loadgen] report written to {}", path.display());
+    }
+    println!("{json}");
+    anyhow::ensure!(
+        summary.invariants_hold,
+        "invariants violated: see the summary above"
+    );
+    Ok(())
+}
+
+async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let apis: Vec<String> = args
+        .apis
+        .iter()
+        .map(|a| a.trim_end_matches('/').to_owned())
+        .collect();
+    anyhow::ensure!(!apis.is_empty(), "give at least one --api");
+    let event_id = match &args.event {
+        Some(e) => e.clone(),
+        None => {
+            let token = demo::organizer_token(&http, &apis[0], &args.organizer_password).await?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut spec = EventSpec::demo(
+                "loadgen spike",
+                args.sections,
+                args.rows,
+                args.seats_per_row,
+                now - 60_000,
+            );
+            spec.max_seats_per_buyer = args.max_quantity.max(1);
+            let created = demo::create_event(&http, &apis[0], &token, &spec, 600).await?;
+            created["id"]
+                .as_str()
+                .context("created event has no id")?
+                .to_owned()
+        }
+    };
+    let event: Value = http
+        .get(format!("{}/api/events/{event_id}", apis[0]))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let spec: EventSpec = serde_json::from_value(event["spec"].clone()).context("event spec")?;
+    let capacity = spec.venue.capacity();
+    eprintln!(
+        "[loadgen] event {event_id}: {capacity} seats; {} requests, {} at once, over {} API instance(s)",
+        args.requests,
+        args.concurrency,
+        apis.len()
+    );
+
+    // Sign every buyer in before the spike, as a waiting room would.
+    let mut tokens = Vec::with_capacity(args.requests);
+    for i in 0..args.requests {
+        let api = &apis[i % apis.len()];
+        let t: Value = http
+            .post(format!("{api}/api/auth/buyer"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        tokens.push(t["token"].as_str().context("buyer token")?.to_owned());
+    }
+
+    let semaphore = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.requests);
+    for (i, token) in tokens.into_iter().enumerate() {
+        let body = random_request(&spec, args);
+        let api = apis[i % apis.len()].clone();
+        let http = http.clone();
+        let semaphore = semaphore.clone();
+        let event_id = event_id.clone();
+        let confirm = rand::rng().random_bool(args.confirm_share.clamp(0.0, 1.0));
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire().await.expect("semaphore open");
+            book(&http, &api, &event_id, &token, body, confirm, i).await
+        }));
+    }
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.into_iter().enumerate() {
+        outcomes.push(t.await?);
+        if (i + 1) % 500 == 0 {
+            eprintln!("[loadgen] {} of {} requests answered", i + 1, args.requests);
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
+    let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+    latencies.sort();
+    let (mut deferred, mut unresolved, mut server_errors) = (0, 0, 0);
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut duplicates = 0;
+    let (mut held, mut confirmed) = (0, 0);
+    for o in &outcomes {
+        *by_code.entry(o.code.clone()).or_default() += 1;
+        if o.code.starts_with("deferred_") {
+            deferred += 1;
+        }
+        if o.code == "unresolved" {
+            unresolved += 1;
+        }
+        if o.status >= 500 {
+            server_errors += 1;
+        }
+        if let Some(b) = &o.booking {
+            let status = b["status"].as_str().unwrap_or_default();
+            if status != "held" && status != "confirmed" {
+                continue;
+            }
+            if status == "held" {
+                held += 1
+            } else {
+                confirmed += 1
+            }
+            let id = b["id"].as_str().unwrap_or_default().to_owned();
+            for seat in b["seats"].as_array().into_iter().flatten() {
+                let seat = seat.as_str().unwrap_or_default().to_owned();
+                if let Some(previous) = owner.insert(seat.clone(), id.clone())
+                    && previous != id
+                {
+                    eprintln!("[loadgen] seat {seat} given to {previous} and {id}");
+                    duplicates += 1;
+                }
+            }
+        }
+    }
+
+    // The live seat map must show exactly the seats of held/confirmed bookings.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let map: Value = http
+        .get(format!("{}/api/events/{event_id}/seats", apis[0]))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let shown: HashSet<String> = map["seats"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let expected: HashSet<String> = owner.keys().cloned().collect();
+    let mismatches = shown.symmetric_difference(&expected).count();
+    if mismatches > 0 {
+        eprintln!("[loadgen] seat map differs from bookings in {mismatches} seats");
+    }
+    let invariants_hold =
+        duplicates == 0 && mismatches == 0 && unresolved == 0 && server_errors == 0;
+    Ok(Summary {
+        event_id,
+        capacity,
+        requests: outcomes.len(),
+        outcomes: by_code,
+        deferred_then_resolved: deferred,
+        unresolved,
+        server_errors,
+        held_bookings: held,
+        confirmed_bookings: confirmed,
+        seats_taken: owner.len(),
+        duplicate_seats: duplicates,
+        seat_map_mismatches: mismatches,
+        elapsed_s: elapsed.as_secs_f64(),
+        requests_per_s: outcomes.len() as f64 / elapsed.as_secs_f64(),
+        latency_ms_p50: percentile(&latencies, 0.50),
+        latency_ms_p90: percentile(&latencies, 0.90),
+        latency_ms_p99: percentile(&latencies, 0.99),
+        latency_ms_max: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        invariants_hold,
+    })
+}
+
+/// A random request: explicit adjacent seats in a random row, or
+/// best-available in a random section.
+fn random_request(spec: &EventSpec, args: &LoadgenArgs) -> Value {
+    let mut rng = rand::rng();
+    let quantity = rng.random_range(1..=args.max_quantity.max(1));
+    let section = &spec.venue.sections[rng.random_range(0..spec.venue.sections.len())];
+    if rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
+        let row = &section.rows[rng.random_range(0..section.rows.len())];
+        let quantity = quantity.min(row.seats);
+        let first = rng.random_range(1..=row.seats - quantity + 1);
+        let seats: Vec<String> = (first..first + quantity)
+            .map(|n| format!("{}-{}-{n}", section.code, row.label))
+            .collect();
+        json!({ "seats": seats })
+    } else {
+        json!({ "section": section.code, "quantity": quantity })
+    }
+}
+
+/// One buyer: request, follow a 202 to its outcome, maybe confirm.
+async fn book(
+    http: &reqwest::Client,
+    api: &str,
+    event_id: &str,
+    token: &str,
+    body: Value,
+    confirm: bool,
+    n: usize,
+) -> Outcome {
+    let started = Instant::now();
+    let sent = http
+        .post(format!("{api}/api/events/{event_id}/bookings"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", format!("loadgen-{n}"))
+        .json(&body)
+        .send()
+        .await;
+    let res = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome {
+                status: 0,
+                code: format!("transport: {e}"),
+                latency: started.elapsed(),
+                booking: None,
+            };
+        }
+    };
+    let status = res.status().as_u16();
+    let json: Value = res.json().await.unwrap_or(Value::Null);
+    let latency = started.elapsed();
+    let (code, mut booking) = match status {
+        201 | 200 => ("held".to_owned(), Some(json)),
+        202 => {
+            let id = json["id"].as_str().unwrap_or_default().to_owned();
+            match poll(http, api, token, &id).await {
+                Some(b) => (
+                    format!("deferred_{}", b["status"].as_str().unwrap_or("unknown")),
+                    Some(b),
+                ),
+                None => ("unresolved".to_owned(), None),
+            }
+        }
+        _ => (json["code"].as_str().unwrap_or("unknown").to_owned(), None),
+    };
+    if confirm
+        && let Some(b) = &booking
+        && b["status"] == "held"
+    {
+        let id = b["id"].as_str().unwrap_or_default();
+        if let Ok(r) = http
+            .post(format!("{api}/api/bookings/{id}/confirm"))
+            .bearer_auth(token)
+            .json(&json!({ "payment_reference": format!("pay-{n}") }))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            booking = r.json().await.ok();
+        }
+    }
+    Outcome {
+        status,
+        code,
+        latency,
+        booking,
+    }
+}
+
+async fn poll(http: &reqwest::Client, api: &str, token: &str, id: &str) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = http
+            .get(format!("{api}/api/bookings/{id}?wait_ms=10000"))
+            .bearer_auth(token)
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return r.json().await.ok();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+fn report(args: &LoadgenArgs, s: &Summary) -> String {
+    let host = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!(
+        "# Load run {date}\n\nMachine: {cores} cores ({host}), everything on one host.\n\n\
+         Command: `boxoffice loadgen --api {apis} --requests {req} --concurrency {conc} --explicit-share {ex} --confirm-share {cf} --max-quantity {mq}`\n\n\
+         | figure | value |\n|---|---|\n\
+         | seats | {cap} |\n| requests | {n} |\n| elapsed | {el:.2} s |\n| requests/s | {rps:.0} |\n\
+         | latency p50 / p90 / p99 / max | {p50:.1} / {p90:.1} / {p99:.1} / {max:.1} ms |\n\
+         | held / confirmed bookings | {held} / {conf} |\n| seats taken | {taken} |\n\
+         | answered late (202, then resolved) | {def} |\n| unresolved | {unres} |\n| 5xx | {err} |\n\
+         | seats given twice | {dup} |\n| seat map mismatches | {mis} |\n\nOutcomes: `{outcomes}`\n",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        apis = args.apis.join(","),
+        req = args.requests,
+        conc = args.concurrency,
+        ex = args.explicit_share,
+        cf = args.confirm_share,
+        mq = args.max_quantity,
+        cap = s.capacity,
+        n = s.requests,
+        el = s.elapsed_s,
+        rps = s.requests_per_s,
+        p50 = s.latency_ms_p50,
+        p90 = s.latency_ms_p90,
+        p99 = s.latency_ms_p99,
+        max = s.latency_ms_max,
+        held = s.held_bookings,
+        conf = s.confirmed_bookings,
+        taken = s.seats_taken,
+        def = s.deferred_then_resolved,
+        unres = s.unresolved,
+        err = s.server_errors,
+        dup = s.duplicate_seats,
+        mis = s.seat_map_mismatches,
+        outcomes = serde_json::to_string(&s.outcomes).unwrap_or_default(),
+    )
+}

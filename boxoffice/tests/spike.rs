@@ -1,0 +1,272 @@
+//! The on-sale spike: 2,000 concurrent requests for 500 seats through two
+//! API instances and two instances of each processor, also with a
+//! seat-processor killed mid-sale. Afterwards RocksDB, PostgreSQL and Redis
+//! must agree seat by seat, and no seat may be held by two bookings.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use boxoffice_domain::{EventId, SeatStatus};
+use boxoffice_platform::messages::{StateRecord, decode_state};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Stack, call};
+
+async fn start_pairs(stack: &mut Stack) -> Vec<String> {
+    stack.start("reservation-processor", "reservation-1").await;
+    stack.start("reservation-processor", "reservation-2").await;
+    stack.start("seat-processor", "seat-1").await;
+    stack.start("seat-processor", "seat-2").await;
+    stack.start("api", "api-1").await;
+    stack.start("api", "api-2").await;
+    vec![stack.api("api-1"), stack.api("api-2")]
+}
+
+fn loadgen_args<'a>(apis: &'a str, event: &'a str) -> Vec<&'a str> {
+    vec![
+        "loadgen",
+        "--api",
+        apis,
+        "--event",
+        event,
+        "--requests",
+        "2000",
+        "--concurrency",
+        "100",
+        "--max-quantity",
+        "4",
+    ]
+}
+
+/// Books every seat still free, one at a time, so the sale ends sold out.
+async fn sell_out(stack: &Stack, api: &str, event: &str) {
+    let (_, seats) = call(
+        &stack.http,
+        Method::GET,
+        &format!("{api}/api/events/{event}/seats"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    let (_, detail) = call(
+        &stack.http,
+        Method::GET,
+        &format!("{api}/api/events/{event}"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    let taken = seats["seats"].as_object().unwrap();
+    let mut n = 0;
+    for section in detail["spec"]["venue"]["sections"].as_array().unwrap() {
+        for row in section["rows"].as_array().unwrap() {
+            for number in 1..=row["seats"].as_u64().unwrap() {
+                let seat = format!(
+                    "{}-{}-{number}",
+                    section["code"].as_str().unwrap(),
+                    row["label"].as_str().unwrap()
+                );
+                if taken.contains_key(&seat) {
+                    continue;
+                }
+                let (_, token) = stack.buyer_token(api).await;
+                n += 1;
+                let (status, body) = call(
+                    &stack.http,
+                    Method::POST,
+                    &format!("{api}/api/events/{event}/bookings"),
+                    Some(&token),
+                    Some(json!({ "seats": [seat] })),
+                    &[("Idempotency-Key", &format!("sellout-{n}"))],
+                )
+                .await;
+                assert!(
+                    status == 201 || status == 202,
+                    "booking free seat {seat}: {status} {body}"
+                );
+            }
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct SeatRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    seat_id: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    booking_id: uuid::Uuid,
+}
+
+/// Seat -> booking in PostgreSQL (active rows), Redis and the seat-processors'
+/// RocksDB (newest copy of each partition); all three must be equal and
+/// cover every seat.
+async fn assert_stores_agree(stack: &Stack, api: &str, event: &str, seat_instances: &[&str]) {
+    let event_uuid: uuid::Uuid = event.parse().unwrap();
+    let mut conn = AsyncPgConnection::establish(&stack.database_url())
+        .await
+        .unwrap();
+    let rows: Vec<SeatRow> = diesel::sql_query(
+        "SELECT seat_id, booking_id FROM booking_seats WHERE event_id = $1 AND active",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_uuid)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let mut postgres = BTreeMap::new();
+    for r in rows {
+        assert!(
+            postgres.insert(r.seat_id.clone(), r.booking_id).is_none(),
+            "PostgreSQL has seat {} twice",
+            r.seat_id
+        );
+    }
+
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut redis_conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cache = BTreeMap::new();
+    for section in ["A", "B"] {
+        let map: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}seats:{event}:{section}", stack.prefix))
+            .query_async(&mut redis_conn)
+            .await
+            .unwrap();
+        for (seat, value) in map {
+            cache.insert(
+                seat,
+                value
+                    .split_once(':')
+                    .unwrap()
+                    .1
+                    .parse::<uuid::Uuid>()
+                    .unwrap(),
+            );
+        }
+    }
+
+    let (_, detail) = call(
+        &stack.http,
+        Method::GET,
+        &format!("{api}/api/events/{event}"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    let spec: boxoffice_domain::EventSpec = serde_json::from_value(detail["spec"].clone()).unwrap();
+    let layout = boxoffice_domain::SeatMap::new(EventId(event_uuid), spec.clone());
+    // Per partition, the instance that applied the most.
+    let mut newest: BTreeMap<String, (i64, BTreeMap<String, uuid::Uuid>)> = BTreeMap::new();
+    for instance in seat_instances {
+        let path = stack.dir.join("state").join(instance);
+        let db =
+            rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), &path, false).unwrap();
+        let mut per_partition: BTreeMap<String, (i64, BTreeMap<String, uuid::Uuid>)> =
+            BTreeMap::new();
+        for item in db.iterator(rocksdb::IteratorMode::Start) {
+            let (k, v) = item.unwrap();
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let (partition, rest) = key.split_once('/').unwrap();
+            let entry = per_partition.entry(partition.to_owned()).or_default();
+            if rest == "#applied" {
+                entry.0 = i64::from_be_bytes(v.as_ref().try_into().unwrap());
+            } else if rest.starts_with(&format!("s/{event}/")) {
+                if let StateRecord::Seat { index, status, .. } = decode_state(&v).unwrap()
+                    && let SeatStatus::Held(b) | SeatStatus::Sold(b) = status
+                {
+                    entry
+                        .1
+                        .insert(layout.seat_at(index as usize).to_string(), b.0);
+                }
+            }
+        }
+        for (p, (applied, seats)) in per_partition {
+            if newest.get(&p).is_none_or(|(a, _)| applied > *a) {
+                newest.insert(p, (applied, seats));
+            }
+        }
+    }
+    let rocks: BTreeMap<String, uuid::Uuid> = newest.into_values().flat_map(|(_, s)| s).collect();
+
+    assert_eq!(
+        postgres.len(),
+        spec.venue.capacity(),
+        "every seat sold or held in PostgreSQL"
+    );
+    assert_eq!(postgres, cache, "PostgreSQL and Redis agree seat by seat");
+    assert_eq!(postgres, rocks, "PostgreSQL and RocksDB agree seat by seat");
+}
+
+fn run_loadgen(stack: &Stack, apis: &str, event: &str) -> Value {
+    let (ok, out, err) = stack.run_tool(&loadgen_args(apis, event));
+    let summary: Value =
+        serde_json::from_str(&out).unwrap_or_else(|_| panic!("loadgen output:\n{out}\n{err}"));
+    assert!(ok, "loadgen reported broken invariants: {summary}\n{err}");
+    eprintln!("loadgen summary: {summary}");
+    summary
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_buyers_for_five_hundred_seats_each_seat_sold_once() {
+    let mut stack = Stack::new("spike");
+    let apis = start_pairs(&mut stack).await;
+    let event = stack.create_event(&apis[0], 2, 10, 25, 600).await;
+    let joined = apis.join(",");
+    let summary = tokio::task::block_in_place(|| run_loadgen(&stack, &joined, &event));
+    assert_eq!(summary["requests"], 2000);
+    assert_eq!(summary["duplicate_seats"], 0);
+    assert_eq!(summary["unresolved"], 0);
+    assert_eq!(summary["server_errors"], 0);
+    sell_out(&stack, &apis[1], &event).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.stop("seat-1");
+    stack.stop("seat-2");
+    assert_stores_agree(&stack, &apis[0], &event, &["seat-1", "seat-2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seat_processor_killed_mid_sale_loses_nothing() {
+    let mut stack = Stack::new("kill");
+    let apis = start_pairs(&mut stack).await;
+    let event = stack.create_event(&apis[0], 2, 10, 25, 600).await;
+    let joined = apis.join(",");
+    let args: Vec<String> = loadgen_args(&joined, &event)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let loadgen = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the sale get going, then crash one seat-processor and bring up a
+    // fresh instance (empty RocksDB) that must restore from the changelog.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stack.kill("seat-1");
+    stack.start("seat-processor", "seat-3").await;
+    let out = tokio::task::block_in_place(|| loadgen.wait_with_output()).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!(
+            "loadgen: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success(),
+        "invariants broken after the crash: {summary}"
+    );
+    assert_eq!(summary["duplicate_seats"], 0);
+    assert_eq!(summary["unresolved"], 0);
+    sell_out(&stack, &apis[1], &event).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.stop("seat-2");
+    stack.stop("seat-3");
+    assert_stores_agree(&stack, &apis[0], &event, &["seat-1", "seat-2", "seat-3"]).await;
+}

@@ -1,0 +1,331 @@
+//! A private boxoffice system per test: its own topics (prefix), database,
+//! Redis keys and RocksDB folder, sharing the local broker, PostgreSQL and
+//! Redis started by `scripts/stack.sh up`. Roles run as real processes of the
+//! `boxoffice` binary, so tests can kill them.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A running role.
+pub struct RoleProcess {
+    pub role: String,
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+pub struct Stack {
+    pub prefix: String,
+    pub database: String,
+    pub dir: PathBuf,
+    pub roles: HashMap<String, RoleProcess>,
+    pub extra_env: Vec<(String, String)>,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub fn new(name: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let dir = std::env::temp_dir().join(format!("boxoffice-test-{name}-{id}"));
+        std::fs::create_dir_all(dir.join("logs")).expect("test dir");
+        Self {
+            prefix: format!("t-{name}-{id}-"),
+            database: format!("bx_test_{id}"),
+            dir,
+            roles: HashMap::new(),
+            extra_env: vec![],
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{PG_SERVER}/{}", self.database)
+    }
+
+    /// Starts `role` as `instance`; waits until it is ready.
+    pub async fn start(&mut self, role: &str, instance: &str) -> u16 {
+        let port = self.roles.get(instance).map_or_else(free_port, |r| r.port);
+        let log = self.dir.join("logs").join(format!("{instance}.log"));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let reservation = self
+            .roles
+            .values()
+            .find(|r| r.role == "reservation-processor")
+            .map(|r| r.port);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+        cmd.arg(role)
+            .env("BOXOFFICE_PORT", port.to_string())
+            .env("BOXOFFICE_INSTANCE", instance)
+            .env("BOXOFFICE_TOPIC_PREFIX", &self.prefix)
+            .env("BOXOFFICE_REDIS_PREFIX", &self.prefix)
+            .env("BOXOFFICE_PARTITIONS", "4")
+            .env("DATABASE_URL", self.database_url())
+            .env("BOXOFFICE_STATE_DIR", self.dir.join("state"))
+            .env("BOXOFFICE_EXPIRY_SWEEP_MS", "200")
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out);
+        if let Some(p) = reservation {
+            cmd.env("BOXOFFICE_RESERVATION_URL", format!("http://127.0.0.1:{p}"));
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn boxoffice");
+        self.roles.insert(
+            instance.to_owned(),
+            RoleProcess {
+                role: role.to_owned(),
+                port,
+                child,
+                log,
+            },
+        );
+        self.wait_ready(instance).await;
+        port
+    }
+
+    pub async fn wait_ready(&mut self, instance: &str) {
+        let port = self.roles[instance].port;
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = self
+                .http
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self
+                .roles
+                .get_mut(instance)
+                .and_then(|r| r.child.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{instance} exited with {status} before it was ready:\n{}",
+                    self.log_tail(instance, 40)
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "{instance} not ready after 90s:\n{}",
+                self.log_tail(instance, 40)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The usual system: one of each role.
+    pub async fn start_all(&mut self) -> String {
+        self.start("reservation-processor", "reservation-1").await;
+        self.start("seat-processor", "seat-1").await;
+        let port = self.start("api", "api-1").await;
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn api(&self, instance: &str) -> String {
+        format!("http://127.0.0.1:{}", self.roles[instance].port)
+    }
+
+    /// SIGKILL: a crash, nothing flushed.
+    pub fn kill(&mut self, instance: &str) {
+        if let Some(mut r) = self.roles.remove(instance) {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+            self.roles.insert(format!("{instance}-killed"), r);
+        }
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(&mut self, instance: &str) {
+        if let Some(mut r) = self.roles.remove(instance) {
+            terminate(&mut r.child);
+        }
+    }
+
+    pub fn log_tail(&self, instance: &str, lines: usize) -> String {
+        let Some(r) = self.roles.get(instance) else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub async fn organizer_token(&self, api: &str) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{api}/api/auth/organizer"))
+            .json(&json!({ "password": "organizer" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn buyer_token(&self, api: &str) -> (String, String) {
+        let r: Value = self
+            .http
+            .post(format!("{api}/api/auth/buyer"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            r["buyer_id"].as_str().unwrap().to_owned(),
+            r["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates an on-sale event; returns its id.
+    pub async fn create_event(
+        &self,
+        api: &str,
+        sections: u8,
+        rows: u16,
+        seats: u16,
+        hold_seconds: i64,
+    ) -> String {
+        let token = self.organizer_token(api).await;
+        let now = chrono::Utc::now();
+        let sections: Vec<Value> = (0..sections)
+            .map(|i| {
+                let code = char::from(b'A' + i).to_string();
+                json!({
+                    "code": code, "name": format!("Section {code}"), "price_category": if i == 0 { "PREMIUM" } else { "STANDARD" },
+                    "rows": (1..=rows).map(|r| json!({ "label": r.to_string(), "seats": seats })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let body = json!({
+            "name": "Test night",
+            "starts_at": now + chrono::Duration::days(30),
+            "sale_opens_at": now - chrono::Duration::minutes(1),
+            "sale_closes_at": now + chrono::Duration::days(29),
+            "venue": { "name": "Test Hall", "sections": sections },
+            "price_categories": [
+                { "code": "PREMIUM", "name": "Premium", "price_cents": 12900, "currency": "EUR" },
+                { "code": "STANDARD", "name": "Standard", "price_cents": 7900, "currency": "EUR" },
+            ],
+            "max_seats_per_buyer": 4,
+            "hold_duration_seconds": hold_seconds,
+        });
+        let res = self
+            .http
+            .post(format!("{api}/api/events"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let json: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "event creation: {json}");
+        json["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A `boxoffice` subcommand run to completion; its stdout.
+    pub fn run_tool(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(args)
+            .output()
+            .expect("run boxoffice");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for name in self.roles.keys() {
+                eprintln!(
+                    "---- last log lines of {name} ----\n{}",
+                    self.log_tail(name, 25)
+                );
+            }
+            eprintln!("(full logs under {})", self.dir.display());
+        }
+        for r in self.roles.values_mut() {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+/// A JSON request helper: method, URL, token, optional body and headers.
+pub async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = http.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("request sent");
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

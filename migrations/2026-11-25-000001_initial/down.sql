@@ -1,0 +1,9 @@
+DROP TABLE booking_seats;
+DROP TABLE bookings;
+DROP TABLE seats;
+DROP TABLE sections;
+DROP TABLE price_categories;
+DROP TABLE events;
+DROP TABLE venues;
+DROP TABLE buyers;
+DROP TABLE organizers;

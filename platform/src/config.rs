@@ -1,0 +1,137 @@
+//! Typed configuration from environment variables (12-factor), with local
+//! defaults so that every role runs on a laptop without any setup.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A value that must never reach a log line: `Debug` and `Display` print
+/// `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Settings every role shares: where the broker, PostgreSQL and Redis are,
+/// and how this instance is named.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonConfig {
+    /// Name of this instance (the pod name in Kubernetes); labels metrics and
+    /// logs. Defaults to the host name, or the role and process id.
+    #[arg(long, env = "BOXOFFICE_INSTANCE")]
+    pub instance: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
+    /// Prefix for every topic name, so that several systems (or test runs)
+    /// share one broker.
+    #[arg(long, env = "BOXOFFICE_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// Partitions of each topic when this instance creates them. Every topic
+    /// has the same count, so partition N of each holds the same events.
+    #[arg(long, env = "BOXOFFICE_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/boxoffice",
+        hide_env_values = true
+    )]
+    pub database_url: Secret,
+    /// Redis connection URL.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: Secret,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "BOXOFFICE_REDIS_PREFIX", default_value = "bx:")]
+    pub redis_prefix: String,
+}
+
+impl CommonConfig {
+    /// The instance name, falling back to the host name, then to role and pid.
+    pub fn instance_name(&self, role: &str) -> String {
+        self.instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("{role}-{}", std::process::id()))
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.topic_prefix)
+    }
+}
+
+/// The names of the topics, with the configured prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Commands for the seat-processor, keyed by event id.
+    pub commands: String,
+    /// Outcomes from the seat-processor, keyed by event id.
+    pub events: String,
+    /// The seat-processor's state, compacted.
+    pub changelog: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            commands: format!("{prefix}booking-commands"),
+            events: format!("{prefix}booking-events"),
+            changelog: format!("{prefix}seat-changelog"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s: Secret = "postgres://u:hunter2@db/x".parse().unwrap();
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(s.expose(), "postgres://u:hunter2@db/x");
+    }
+
+    #[test]
+    fn topics_carry_the_prefix() {
+        let t = Topics::new("t1-");
+        assert_eq!(t.commands, "t1-booking-commands");
+        assert_eq!(t.changelog, "t1-seat-changelog");
+    }
+}

@@ -1,0 +1,126 @@
+//! `/health/live`, `/health/ready` and `/metrics`, mounted by every role.
+//!
+//! Live means the process answers. Ready means every dependency this role
+//! needs (broker, PostgreSQL, Redis) answered a probe just now; Kubernetes
+//! stops routing to a pod that is not ready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+/// How long one dependency probe may take before it counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The dependency probes of one role.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    probes: Vec<(&'static str, Probe)>,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a named probe; `probe` returns why the dependency is down.
+    pub fn with<F, Fut>(mut self, name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.probes
+            .push((name, Arc::new(move || Box::pin(probe()))));
+        self
+    }
+
+    /// Runs every probe concurrently: whether all passed, and a report.
+    pub async fn check(&self) -> (bool, serde_json::Value) {
+        let results =
+            futures::future::join_all(self.probes.iter().map(|(name, probe)| async move {
+                let result = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+                };
+                (*name, result)
+            }))
+            .await;
+        let ok = results.iter().all(|(_, r)| r.is_ok());
+        let report: serde_json::Map<_, _> = results
+            .into_iter()
+            .map(|(name, r)| {
+                (
+                    name.to_owned(),
+                    r.err().map_or_else(|| json!("ok"), |e| json!(e)),
+                )
+            })
+            .collect();
+        (ok, json!({ "ready": ok, "checks": report }))
+    }
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "live": true }))
+}
+
+async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
+    let (ok, report) = readiness.check().await;
+    if !ok {
+        tracing::warn!(%report, "not ready");
+    }
+    if ok {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
+}
+
+/// Registers the health and metrics routes; the app must carry
+/// `web::Data<Readiness>` and `web::Data<Metrics>`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Starts an HTTP server on `port` (all interfaces) with the health and
+/// metrics routes plus whatever `routes` adds.
+pub fn serve<F>(
+    port: u16,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    routes_of_role: F,
+) -> anyhow::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let metrics = web::Data::from(metrics);
+    let readiness = web::Data::new(readiness);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(metrics.clone())
+            .app_data(readiness.clone())
+            .wrap(actix_web::middleware::from_fn(crate::metrics::track_http))
+            .configure(routes)
+            .configure(routes_of_role.clone())
+    })
+    .workers(2)
+    .shutdown_timeout(10)
+    .disable_signals()
+    .bind(("0.0.0.0", port))
+    .map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))?
+    .run();
+    Ok(server)
+}

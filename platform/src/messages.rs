@@ -1,0 +1,824 @@
+//! The wire format of every Kafka message: Avro, with the schemas in
+//! `schemas/*.avsc`.
+//!
+//! Each value is Avro single-object encoded (`C3 01`, the 8-byte Rabin
+//! fingerprint of the writer's schema, then the datum), so a reader knows which
+//! schema wrote it and resolves it against its own: old messages stay readable
+//! after a compatible schema change. The wire types here are private mirrors
+//! of the schemas; the rest of the code only sees domain types.
+
+use std::sync::OnceLock;
+
+use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use boxoffice_domain::{
+    Booking, BookingId, BookingStatus, BuyerId, Command, CommandKind, EventId, EventSpec, Outcome,
+    PriceCategory, RejectReason, Row, SaleState, SeatId, SeatStatus, Section, Selection,
+    VenueLayout,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not an Avro single-object message")]
+    Header,
+    #[error("written with an unknown schema (fingerprint {0})")]
+    UnknownSchema(String),
+    #[error("avro: {0}")]
+    Avro(String),
+    #[error("invalid field {0}: {1}")]
+    Field(&'static str, String),
+}
+
+/// One message type's schema: the current one, plus every released version
+/// so their messages can still be read.
+struct Codec {
+    current: Schema,
+    fingerprint: [u8; 8],
+    writers: Vec<([u8; 8], Schema)>,
+}
+
+impl Codec {
+    fn new(current: &str, released: &[&str]) -> Self {
+        let parse = |s: &str| Schema::parse_str(s).expect("committed schemas parse");
+        let current = parse(current);
+        let fingerprint = fingerprint(&current);
+        let mut writers = vec![(fingerprint, current.clone())];
+        for r in released {
+            let s = parse(r);
+            writers.push((self::fingerprint(&s), s));
+        }
+        Self {
+            current,
+            fingerprint,
+            writers,
+        }
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> Vec<u8> {
+        let writer = GenericDatumWriter::builder(&self.current)
+            .build()
+            .expect("schema resolves");
+        let datum = writer
+            .write_ser_to_vec(value)
+            .expect("wire types match their schema");
+        let mut out = Vec::with_capacity(10 + datum.len());
+        out.extend_from_slice(&[0xC3, 0x01]);
+        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&datum);
+        out
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        if bytes.len() < 10 || bytes[..2] != [0xC3, 0x01] {
+            return Err(DecodeError::Header);
+        }
+        let fp: [u8; 8] = bytes[2..10].try_into().expect("8 bytes");
+        let (_, writer) = self
+            .writers
+            .iter()
+            .find(|(f, _)| *f == fp)
+            .ok_or_else(|| DecodeError::UnknownSchema(hex(&fp)))?;
+        let reader = GenericDatumReader::builder(writer)
+            .reader_schema(&self.current)
+            .build()
+            .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        let value = reader
+            .read_value(&mut &bytes[10..])
+            .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        apache_avro::from_value(&value).map_err(|e| DecodeError::Avro(e.to_string()))
+    }
+}
+
+fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let fp = schema.fingerprint::<Rabin>();
+    fp.bytes
+        .as_slice()
+        .try_into()
+        .expect("Rabin fingerprints are 8 bytes")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The schemas as committed, current and released.
+pub mod schemas {
+    pub const BOOKING_COMMAND: &str = include_str!("../../schemas/booking_command.avsc");
+    pub const BOOKING_EVENT: &str = include_str!("../../schemas/booking_event.avsc");
+    pub const SEAT_CHANGELOG: &str = include_str!("../../schemas/seat_changelog.avsc");
+    pub const RELEASED_BOOKING_COMMAND: &[&str] = &[include_str!(
+        "../../schemas/released/v1/booking_command.avsc"
+    )];
+    pub const RELEASED_BOOKING_EVENT: &[&str] =
+        &[include_str!("../../schemas/released/v1/booking_event.avsc")];
+    pub const RELEASED_SEAT_CHANGELOG: &[&str] = &[include_str!(
+        "../../schemas/released/v1/seat_changelog.avsc"
+    )];
+}
+
+fn command_codec() -> &'static Codec {
+    static C: OnceLock<Codec> = OnceLock::new();
+    C.get_or_init(|| Codec::new(schemas::BOOKING_COMMAND, schemas::RELEASED_BOOKING_COMMAND))
+}
+
+fn event_codec() -> &'static Codec {
+    static C: OnceLock<Codec> = OnceLock::new();
+    C.get_or_init(|| Codec::new(schemas::BOOKING_EVENT, schemas::RELEASED_BOOKING_EVENT))
+}
+
+fn changelog_codec() -> &'static Codec {
+    static C: OnceLock<Codec> = OnceLock::new();
+    C.get_or_init(|| Codec::new(schemas::SEAT_CHANGELOG, schemas::RELEASED_SEAT_CHANGELOG))
+}
+
+// ---------- public envelopes ----------
+
+/// A command on `booking-commands`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandEnvelope {
+    pub event_id: EventId,
+    /// The API instance waiting for the outcome, if any.
+    pub reply_to: Option<String>,
+    pub command: Command,
+}
+
+/// An outcome on `booking-events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeEnvelope {
+    pub event_id: EventId,
+    /// Offset of the answered command in its partition; orders outcomes.
+    pub seq: i64,
+    pub at_ms: i64,
+    pub reply_to: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// One record of the seat-processor's changelog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRecord {
+    Event {
+        event_id: EventId,
+        spec: EventSpec,
+        sale: SaleState,
+    },
+    Seat {
+        event_id: EventId,
+        index: u32,
+        status: SeatStatus,
+    },
+    Booking(Booking),
+    /// Every record before this one reflects the commands up to this offset.
+    Applied {
+        offset: i64,
+    },
+}
+
+pub fn encode_command(c: &CommandEnvelope) -> Vec<u8> {
+    command_codec().encode(&WireCommand::from(c))
+}
+
+pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
+    command_codec().decode::<WireCommand>(bytes)?.try_into()
+}
+
+pub fn encode_outcome(o: &OutcomeEnvelope) -> Vec<u8> {
+    event_codec().encode(&WireEvent::from(o))
+}
+
+pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeEnvelope, DecodeError> {
+    event_codec().decode::<WireEvent>(bytes)?.try_into()
+}
+
+pub fn encode_state(r: &StateRecord) -> Vec<u8> {
+    changelog_codec().encode(&WireState::from(r))
+}
+
+pub fn decode_state(bytes: &[u8]) -> Result<StateRecord, DecodeError> {
+    changelog_codec().decode::<WireState>(bytes)?.try_into()
+}
+
+// ---------- wire types (field names and variant order follow the .avsc files) ----------
+
+#[derive(Serialize, Deserialize)]
+struct WireCommand {
+    event_id: String,
+    at_ms: i64,
+    reply_to: Option<String>,
+    body: WireCommandBody,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireCommandBody {
+    CreateEvent(WireCreateEvent),
+    SetSale(WireSetSale),
+    RequestBooking(WireRequestBooking),
+    ConfirmBooking(WireConfirmBooking),
+    CancelBooking(WireCancelBooking),
+    ExpireHold(WireExpireHold),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireCreateEvent {
+    spec: WireSpec,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSpec {
+    name: String,
+    starts_at_ms: i64,
+    sale_opens_at_ms: i64,
+    sale_closes_at_ms: i64,
+    venue_name: String,
+    sections: Vec<WireSection>,
+    price_categories: Vec<WirePriceCategory>,
+    max_seats_per_buyer: i32,
+    hold_duration_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSection {
+    code: String,
+    name: String,
+    price_category: String,
+    rows: Vec<WireRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRow {
+    label: String,
+    seats: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WirePriceCategory {
+    code: String,
+    name: String,
+    price_cents: i64,
+    currency: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSetSale {
+    open: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRequestBooking {
+    booking_id: String,
+    buyer_id: String,
+    selection: WireSelection,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireSelection {
+    ExplicitSeats(WireExplicitSeats),
+    BestAvailable(WireBestAvailable),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireExplicitSeats {
+    seats: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireBestAvailable {
+    section: String,
+    quantity: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireConfirmBooking {
+    booking_id: String,
+    buyer_id: String,
+    payment_reference: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireCancelBooking {
+    booking_id: String,
+    buyer_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireExpireHold {
+    booking_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEvent {
+    event_id: String,
+    seq: i64,
+    at_ms: i64,
+    reply_to: Option<String>,
+    body: WireEventBody,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireEventBody {
+    EventCreated(WireEventCreated),
+    SaleChanged(WireSaleChanged),
+    EventRejected(WireEventRejected),
+    BookingOutcome(WireBookingOutcome),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEventCreated {
+    spec: WireSpec,
+    sale: SaleState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSaleChanged {
+    sale: SaleState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEventRejected {
+    reason: RejectReason,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireBookingOutcome {
+    booking_id: String,
+    booking: Option<WireBooking>,
+    rejection: Option<RejectReason>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireBookingStatus {
+    Held,
+    Confirmed,
+    Cancelled,
+    Expired,
+    Rejected,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireBooking {
+    booking_id: String,
+    event_id: String,
+    buyer_id: String,
+    seats: Vec<String>,
+    status: WireBookingStatus,
+    reject_reason: Option<RejectReason>,
+    hold_expires_at_ms: i64,
+    total_cents: i64,
+    fingerprint: String,
+    payment_reference: Option<String>,
+    updated_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireState {
+    body: WireStateBody,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireStateBody {
+    EventState(WireEventState),
+    SeatState(WireSeatState),
+    BookingState(WireBookingState),
+    AppliedOffset(WireAppliedOffset),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEventState {
+    event_id: String,
+    spec: WireSpec,
+    sale: SaleState,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireSeatStatusKind {
+    Free,
+    Held,
+    Sold,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSeatState {
+    event_id: String,
+    index: i32,
+    status: WireSeatStatusKind,
+    booking_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireBookingState {
+    booking: WireBooking,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireAppliedOffset {
+    applied_offset: i64,
+}
+
+// ---------- conversions ----------
+
+fn parse<T: std::str::FromStr>(field: &'static str, s: &str) -> Result<T, DecodeError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| DecodeError::Field(field, e.to_string()))
+}
+
+fn int<T: TryFrom<i64>>(field: &'static str, v: i64) -> Result<T, DecodeError> {
+    T::try_from(v).map_err(|_| DecodeError::Field(field, format!("{v} out of range")))
+}
+
+impl From<&EventSpec> for WireSpec {
+    fn from(s: &EventSpec) -> Self {
+        Self {
+            name: s.name.clone(),
+            starts_at_ms: s.starts_at_ms,
+            sale_opens_at_ms: s.sale_opens_at_ms,
+            sale_closes_at_ms: s.sale_closes_at_ms,
+            venue_name: s.venue.name.clone(),
+            sections: s
+                .venue
+                .sections
+                .iter()
+                .map(|sec| WireSection {
+                    code: sec.code.to_string(),
+                    name: sec.name.clone(),
+                    price_category: sec.price_category.clone(),
+                    rows: sec
+                        .rows
+                        .iter()
+                        .map(|r| WireRow {
+                            label: r.label.to_string(),
+                            seats: i32::from(r.seats),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            price_categories: s
+                .price_categories
+                .iter()
+                .map(|c| WirePriceCategory {
+                    code: c.code.clone(),
+                    name: c.name.clone(),
+                    price_cents: c.price_cents,
+                    currency: c.currency.clone(),
+                })
+                .collect(),
+            max_seats_per_buyer: i32::from(s.max_seats_per_buyer),
+            hold_duration_ms: s.hold_duration_ms,
+        }
+    }
+}
+
+impl TryFrom<WireSpec> for EventSpec {
+    type Error = DecodeError;
+    fn try_from(w: WireSpec) -> Result<Self, DecodeError> {
+        let sections = w
+            .sections
+            .into_iter()
+            .map(|s| {
+                Ok(Section {
+                    code: parse("section.code", &s.code)?,
+                    name: s.name,
+                    price_category: s.price_category,
+                    rows: s
+                        .rows
+                        .into_iter()
+                        .map(|r| {
+                            Ok(Row {
+                                label: parse("row.label", &r.label)?,
+                                seats: int("row.seats", r.seats.into())?,
+                            })
+                        })
+                        .collect::<Result<_, DecodeError>>()?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok(EventSpec {
+            name: w.name,
+            starts_at_ms: w.starts_at_ms,
+            sale_opens_at_ms: w.sale_opens_at_ms,
+            sale_closes_at_ms: w.sale_closes_at_ms,
+            venue: VenueLayout {
+                name: w.venue_name,
+                sections,
+            },
+            price_categories: w
+                .price_categories
+                .into_iter()
+                .map(|c| PriceCategory {
+                    code: c.code,
+                    name: c.name,
+                    price_cents: c.price_cents,
+                    currency: c.currency,
+                })
+                .collect(),
+            max_seats_per_buyer: int("max_seats_per_buyer", w.max_seats_per_buyer.into())?,
+            hold_duration_ms: w.hold_duration_ms,
+        })
+    }
+}
+
+impl From<&Booking> for WireBooking {
+    fn from(b: &Booking) -> Self {
+        let (status, reject_reason) = match b.status {
+            BookingStatus::Held => (WireBookingStatus::Held, None),
+            BookingStatus::Confirmed => (WireBookingStatus::Confirmed, None),
+            BookingStatus::Cancelled => (WireBookingStatus::Cancelled, None),
+            BookingStatus::Expired => (WireBookingStatus::Expired, None),
+            BookingStatus::Rejected(r) => (WireBookingStatus::Rejected, Some(r)),
+        };
+        Self {
+            booking_id: b.id.to_string(),
+            event_id: b.event_id.to_string(),
+            buyer_id: b.buyer.to_string(),
+            seats: b.seats.iter().map(ToString::to_string).collect(),
+            status,
+            reject_reason,
+            hold_expires_at_ms: b.hold_expires_at_ms,
+            total_cents: b.total_cents,
+            fingerprint: b.fingerprint.clone(),
+            payment_reference: b.payment_reference.clone(),
+            updated_at_ms: b.updated_at_ms,
+        }
+    }
+}
+
+impl TryFrom<WireBooking> for Booking {
+    type Error = DecodeError;
+    fn try_from(w: WireBooking) -> Result<Self, DecodeError> {
+        let status = match (w.status, w.reject_reason) {
+            (WireBookingStatus::Held, _) => BookingStatus::Held,
+            (WireBookingStatus::Confirmed, _) => BookingStatus::Confirmed,
+            (WireBookingStatus::Cancelled, _) => BookingStatus::Cancelled,
+            (WireBookingStatus::Expired, _) => BookingStatus::Expired,
+            (WireBookingStatus::Rejected, Some(r)) => BookingStatus::Rejected(r),
+            (WireBookingStatus::Rejected, None) => {
+                return Err(DecodeError::Field(
+                    "reject_reason",
+                    "missing for a rejected booking".into(),
+                ));
+            }
+        };
+        Ok(Booking {
+            id: parse("booking_id", &w.booking_id)?,
+            event_id: parse("event_id", &w.event_id)?,
+            buyer: parse("buyer_id", &w.buyer_id)?,
+            seats: w
+                .seats
+                .iter()
+                .map(|s| parse::<SeatId>("seats", s))
+                .collect::<Result<_, _>>()?,
+            status,
+            hold_expires_at_ms: w.hold_expires_at_ms,
+            total_cents: w.total_cents,
+            fingerprint: w.fingerprint,
+            payment_reference: w.payment_reference,
+            updated_at_ms: w.updated_at_ms,
+        })
+    }
+}
+
+impl From<&CommandEnvelope> for WireCommand {
+    fn from(c: &CommandEnvelope) -> Self {
+        let body = match &c.command.kind {
+            CommandKind::CreateEvent { spec } => {
+                WireCommandBody::CreateEvent(WireCreateEvent { spec: spec.into() })
+            }
+            CommandKind::SetSale { open } => WireCommandBody::SetSale(WireSetSale { open: *open }),
+            CommandKind::RequestBooking {
+                booking_id,
+                buyer,
+                selection,
+                fingerprint,
+            } => WireCommandBody::RequestBooking(WireRequestBooking {
+                booking_id: booking_id.to_string(),
+                buyer_id: buyer.to_string(),
+                selection: match selection {
+                    Selection::Seats(seats) => WireSelection::ExplicitSeats(WireExplicitSeats {
+                        seats: seats.iter().map(ToString::to_string).collect(),
+                    }),
+                    Selection::BestAvailable { section, quantity } => {
+                        WireSelection::BestAvailable(WireBestAvailable {
+                            section: section.to_string(),
+                            quantity: i32::from(*quantity),
+                        })
+                    }
+                },
+                fingerprint: fingerprint.clone(),
+            }),
+            CommandKind::ConfirmBooking {
+                booking_id,
+                buyer,
+                payment_reference,
+            } => WireCommandBody::ConfirmBooking(WireConfirmBooking {
+                booking_id: booking_id.to_string(),
+                buyer_id: buyer.to_string(),
+                payment_reference: payment_reference.clone(),
+            }),
+            CommandKind::CancelBooking { booking_id, buyer } => {
+                WireCommandBody::CancelBooking(WireCancelBooking {
+                    booking_id: booking_id.to_string(),
+                    buyer_id: buyer.to_string(),
+                })
+            }
+            CommandKind::ExpireHold { booking_id } => WireCommandBody::ExpireHold(WireExpireHold {
+                booking_id: booking_id.to_string(),
+            }),
+        };
+        Self {
+            event_id: c.event_id.to_string(),
+            at_ms: c.command.at_ms,
+            reply_to: c.reply_to.clone(),
+            body,
+        }
+    }
+}
+
+impl TryFrom<WireCommand> for CommandEnvelope {
+    type Error = DecodeError;
+    fn try_from(w: WireCommand) -> Result<Self, DecodeError> {
+        let booking = |s: &str| parse::<BookingId>("booking_id", s);
+        let buyer = |s: &str| parse::<BuyerId>("buyer_id", s);
+        let kind = match w.body {
+            WireCommandBody::CreateEvent(c) => CommandKind::CreateEvent {
+                spec: c.spec.try_into()?,
+            },
+            WireCommandBody::SetSale(s) => CommandKind::SetSale { open: s.open },
+            WireCommandBody::RequestBooking(r) => CommandKind::RequestBooking {
+                booking_id: booking(&r.booking_id)?,
+                buyer: buyer(&r.buyer_id)?,
+                selection: match r.selection {
+                    WireSelection::ExplicitSeats(e) => Selection::Seats(
+                        e.seats
+                            .iter()
+                            .map(|s| parse("seats", s))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    WireSelection::BestAvailable(b) => Selection::BestAvailable {
+                        section: parse("section", &b.section)?,
+                        quantity: int("quantity", b.quantity.into())?,
+                    },
+                },
+                fingerprint: r.fingerprint,
+            },
+            WireCommandBody::ConfirmBooking(c) => CommandKind::ConfirmBooking {
+                booking_id: booking(&c.booking_id)?,
+                buyer: buyer(&c.buyer_id)?,
+                payment_reference: c.payment_reference,
+            },
+            WireCommandBody::CancelBooking(c) => CommandKind::CancelBooking {
+                booking_id: booking(&c.booking_id)?,
+                buyer: buyer(&c.buyer_id)?,
+            },
+            WireCommandBody::ExpireHold(e) => CommandKind::ExpireHold {
+                booking_id: booking(&e.booking_id)?,
+            },
+        };
+        Ok(CommandEnvelope {
+            event_id: parse("event_id", &w.event_id)?,
+            reply_to: w.reply_to,
+            command: Command {
+                at_ms: w.at_ms,
+                kind,
+            },
+        })
+    }
+}
+
+impl From<&OutcomeEnvelope> for WireEvent {
+    fn from(o: &OutcomeEnvelope) -> Self {
+        let body = match &o.outcome {
+            Outcome::EventCreated { spec, sale } => WireEventBody::EventCreated(WireEventCreated {
+                spec: spec.into(),
+                sale: *sale,
+            }),
+            Outcome::SaleChanged { sale } => {
+                WireEventBody::SaleChanged(WireSaleChanged { sale: *sale })
+            }
+            Outcome::EventRejected { reason } => {
+                WireEventBody::EventRejected(WireEventRejected { reason: *reason })
+            }
+            Outcome::Booking {
+                booking_id,
+                booking,
+                rejection,
+            } => WireEventBody::BookingOutcome(WireBookingOutcome {
+                booking_id: booking_id.to_string(),
+                booking: booking.as_ref().map(WireBooking::from),
+                rejection: *rejection,
+            }),
+        };
+        Self {
+            event_id: o.event_id.to_string(),
+            seq: o.seq,
+            at_ms: o.at_ms,
+            reply_to: o.reply_to.clone(),
+            body,
+        }
+    }
+}
+
+impl TryFrom<WireEvent> for OutcomeEnvelope {
+    type Error = DecodeError;
+    fn try_from(w: WireEvent) -> Result<Self, DecodeError> {
+        let outcome = match w.body {
+            WireEventBody::EventCreated(c) => Outcome::EventCreated {
+                spec: c.spec.try_into()?,
+                sale: c.sale,
+            },
+            WireEventBody::SaleChanged(s) => Outcome::SaleChanged { sale: s.sale },
+            WireEventBody::EventRejected(r) => Outcome::EventRejected { reason: r.reason },
+            WireEventBody::BookingOutcome(b) => Outcome::Booking {
+                booking_id: parse("booking_id", &b.booking_id)?,
+                booking: b.booking.map(Booking::try_from).transpose()?,
+                rejection: b.rejection,
+            },
+        };
+        Ok(OutcomeEnvelope {
+            event_id: parse("event_id", &w.event_id)?,
+            seq: w.seq,
+            at_ms: w.at_ms,
+            reply_to: w.reply_to,
+            outcome,
+        })
+    }
+}
+
+impl From<&StateRecord> for WireState {
+    fn from(r: &StateRecord) -> Self {
+        let body = match r {
+            StateRecord::Event {
+                event_id,
+                spec,
+                sale,
+            } => WireStateBody::EventState(WireEventState {
+                event_id: event_id.to_string(),
+                spec: spec.into(),
+                sale: *sale,
+            }),
+            StateRecord::Seat {
+                event_id,
+                index,
+                status,
+            } => {
+                let (kind, booking) = match status {
+                    SeatStatus::Free => (WireSeatStatusKind::Free, None),
+                    SeatStatus::Held(b) => (WireSeatStatusKind::Held, Some(b.to_string())),
+                    SeatStatus::Sold(b) => (WireSeatStatusKind::Sold, Some(b.to_string())),
+                };
+                WireStateBody::SeatState(WireSeatState {
+                    event_id: event_id.to_string(),
+                    index: i32::try_from(*index).expect("seat index fits i32"),
+                    status: kind,
+                    booking_id: booking,
+                })
+            }
+            StateRecord::Booking(b) => {
+                WireStateBody::BookingState(WireBookingState { booking: b.into() })
+            }
+            StateRecord::Applied { offset } => WireStateBody::AppliedOffset(WireAppliedOffset {
+                applied_offset: *offset,
+            }),
+        };
+        Self { body }
+    }
+}
+
+impl TryFrom<WireState> for StateRecord {
+    type Error = DecodeError;
+    fn try_from(w: WireState) -> Result<Self, DecodeError> {
+        Ok(match w.body {
+            WireStateBody::EventState(e) => StateRecord::Event {
+                event_id: parse("event_id", &e.event_id)?,
+                spec: e.spec.try_into()?,
+                sale: e.sale,
+            },
+            WireStateBody::SeatState(s) => {
+                let booking = || -> Result<BookingId, DecodeError> {
+                    parse("booking_id", s.booking_id.as_deref().unwrap_or_default())
+                };
+                StateRecord::Seat {
+                    event_id: parse("event_id", &s.event_id)?,
+                    index: int("index", s.index.into())?,
+                    status: match s.status {
+                        WireSeatStatusKind::Free => SeatStatus::Free,
+                        WireSeatStatusKind::Held => SeatStatus::Held(booking()?),
+                        WireSeatStatusKind::Sold => SeatStatus::Sold(booking()?),
+                    },
+                }
+            }
+            WireStateBody::BookingState(b) => StateRecord::Booking(b.booking.try_into()?),
+            WireStateBody::AppliedOffset(a) => StateRecord::Applied {
+                offset: a.applied_offset,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use boxoffice_domain::{BookingId, BuyerId, EventId, EventSpec, SeatMap};
+use uuid::Uuid;
+
+use super::*;
+
+fn event() -> EventId {
+    EventId(Uuid::from_u128(42))
+}
+
+fn spec() -> EventSpec {
+    EventSpec::demo("Round trip", 2, 3, 4, 1_000)
+}
+
+fn commands() -> Vec<CommandKind> {
+    let booking_id = BookingId(Uuid::from_u128(7));
+    let buyer = BuyerId(Uuid::from_u128(9));
+    vec![
+        CommandKind::CreateEvent { spec: spec() },
+        CommandKind::SetSale { open: true },
+        CommandKind::RequestBooking {
+            booking_id,
+            buyer,
+            selection: Selection::Seats(vec!["A-1-1".parse().unwrap(), "A-1-2".parse().unwrap()]),
+            fingerprint: "f".into(),
+        },
+        CommandKind::RequestBooking {
+            booking_id,
+            buyer,
+            selection: Selection::BestAvailable {
+                section: "B".parse().unwrap(),
+                quantity: 3,
+            },
+            fingerprint: "g".into(),
+        },
+        CommandKind::ConfirmBooking {
+            booking_id,
+            buyer,
+            payment_reference: "pay".into(),
+        },
+        CommandKind::CancelBooking { booking_id, buyer },
+        CommandKind::ExpireHold { booking_id },
+    ]
+}
+
+#[test]
+fn every_command_round_trips() {
+    for (i, kind) in commands().into_iter().enumerate() {
+        let c = CommandEnvelope {
+            event_id: event(),
+            reply_to: (i % 2 == 0).then(|| "api-1".to_owned()),
+            command: Command {
+                at_ms: 5 + i as i64,
+                kind,
+            },
+        };
+        let bytes = encode_command(&c);
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(decode_command(&bytes).unwrap(), c);
+    }
+}
+
+#[test]
+fn every_outcome_and_state_record_round_trips() {
+    let mut map = None;
+    let mut outcomes = vec![];
+    let mut changes = vec![];
+    for (i, kind) in commands().into_iter().enumerate() {
+        let t = SeatMap::apply_to(
+            &mut map,
+            event(),
+            &Command {
+                at_ms: 2_000 + i as i64,
+                kind,
+            },
+        );
+        outcomes.extend(t.outcomes);
+        changes.extend(t.changes);
+    }
+    outcomes.push(Outcome::EventRejected {
+        reason: RejectReason::EventExists,
+    });
+    assert!(outcomes.iter().any(|o| matches!(o, Outcome::Booking { booking: Some(b), .. } if b.status == BookingStatus::Held)));
+    for (seq, outcome) in outcomes.into_iter().enumerate() {
+        let o = OutcomeEnvelope {
+            event_id: event(),
+            seq: seq as i64,
+            at_ms: 3,
+            reply_to: Some("api-2".into()),
+            outcome,
+        };
+        assert_eq!(decode_outcome(&encode_outcome(&o)).unwrap(), o);
+    }
+    let mut records: Vec<StateRecord> = changes
+        .into_iter()
+        .map(|c| match c {
+            boxoffice_domain::StateChange::Event { spec, sale } => StateRecord::Event {
+                event_id: event(),
+                spec,
+                sale,
+            },
+            boxoffice_domain::StateChange::Seat { index, status } => StateRecord::Seat {
+                event_id: event(),
+                index,
+                status,
+            },
+            boxoffice_domain::StateChange::Booking(b) => StateRecord::Booking(b),
+        })
+        .collect();
+    records.push(StateRecord::Applied { offset: 77 });
+    assert!(records.len() > 5);
+    for r in records {
+        assert_eq!(decode_state(&encode_state(&r)).unwrap(), r);
+    }
+}
+
+#[test]
+fn garbage_is_refused_not_panicked_on() {
+    for bad in [
+        &b""[..],
+        b"hello world",
+        &[0xC3, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    ] {
+        assert!(decode_command(bad).is_err());
+        assert!(decode_outcome(bad).is_err());
+        assert!(decode_state(bad).is_err());
+    }
+    let mut truncated = encode_command(&CommandEnvelope {
+        event_id: event(),
+        reply_to: None,
+        command: Command {
+            at_ms: 1,
+            kind: CommandKind::SetSale { open: false },
+        },
+    });
+    truncated.truncate(truncated.len() - 1);
+    assert!(decode_command(&truncated).is_err());
+}
+
+/// Backward compatibility: a consumer with the current schema must read
+/// everything written with any released schema. If this fails, the change
+/// would break consumers reading old messages (or the changelog): make it
+/// compatible (e.g. new fields with defaults), or release a new version.
+#[test]
+fn current_schemas_read_every_released_version() {
+    let pairs = [
+        (schemas::BOOKING_COMMAND, schemas::RELEASED_BOOKING_COMMAND),
+        (schemas::BOOKING_EVENT, schemas::RELEASED_BOOKING_EVENT),
+        (schemas::SEAT_CHANGELOG, schemas::RELEASED_SEAT_CHANGELOG),
+    ];
+    for (current, released) in pairs {
+        let reader = Schema::parse_str(current).unwrap();
+        for old in released {
+            let writer = Schema::parse_str(old).unwrap();
+            SchemaCompatibility::can_read(&writer, &reader).unwrap_or_else(|e| {
+                panic!(
+                    "{} cannot read released data: {e}",
+                    reader.name().map(ToString::to_string).unwrap_or_default()
+                )
+            });
+        }
+    }
+}
+
+#[test]
+fn the_compatibility_check_catches_a_breaking_change() {
+    let old = Schema::parse_str(schemas::RELEASED_BOOKING_COMMAND[0]).unwrap();
+    let breaking = schemas::BOOKING_COMMAND.replacen(
+        r#"{"name": "at_ms", "type": "long""#,
+        r#"{"name": "issued_by", "type": "string"}, {"name": "at_ms", "type": "long""#,
+        1,
+    );
+    assert_ne!(
+        breaking,
+        schemas::BOOKING_COMMAND,
+        "the test edit must apply"
+    );
+    let new = Schema::parse_str(&breaking).unwrap();
+    assert!(
+        SchemaCompatibility::can_read(&old, &new).is_err(),
+        "a new field without default must be refused"
+    );
+}

@@ -1,0 +1,379 @@
+//! The reservation-processor: consumes outcomes from `booking-events`,
+//! records them in PostgreSQL, mirrors them into the Redis availability
+//! cache, answers the API instance waiting for each, drives hold expiry, and
+//! serves interactive queries on its HTTP port.
+//!
+//! Delivery is at least once; every write is idempotent and versioned by the
+//! outcome's `seq`, so a replay after a crash changes nothing.
+
+pub mod cache;
+mod expiry;
+mod queries;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boxoffice_domain::{Outcome, SaleState};
+use boxoffice_platform::cache::Keys;
+use boxoffice_platform::config::CommonConfig;
+use boxoffice_platform::db::{self, PgPool};
+use boxoffice_platform::health::Readiness;
+use boxoffice_platform::messages::{OutcomeEnvelope, decode_outcome};
+use boxoffice_platform::metrics::Metrics;
+use boxoffice_platform::views::{BookingView, EventView, Rejection, Reply};
+use boxoffice_platform::{health, kafka, now_ms};
+use diesel_async::AsyncConnection;
+use futures::StreamExt;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio_util::sync::CancellationToken;
+
+use crate::rebalance::{PartitionTracker, TrackingContext};
+use cache::CacheBatch;
+
+/// Consumer group of every reservation-processor instance (topic prefix
+/// included, so systems sharing a broker never share a group).
+pub fn group(common: &CommonConfig) -> String {
+    format!("{}boxoffice-reservation-processor", common.topic_prefix)
+}
+
+/// Settings of the reservation-processor role.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReservationProcessorConfig {
+    #[command(flatten)]
+    pub common: CommonConfig,
+    /// Port of the interactive queries, health and metrics.
+    #[arg(long, env = "BOXOFFICE_PORT", default_value_t = 8180)]
+    pub port: u16,
+    /// Most outcomes written in one PostgreSQL transaction.
+    #[arg(long, env = "BOXOFFICE_BATCH_MAX", default_value_t = 500)]
+    pub batch_max: usize,
+    /// PostgreSQL connections in the pool.
+    #[arg(long, env = "BOXOFFICE_DB_POOL", default_value_t = 8)]
+    pub db_pool: usize,
+    /// How often held bookings are checked for expiry (ms).
+    #[arg(long, env = "BOXOFFICE_EXPIRY_SWEEP_MS", default_value_t = 1000)]
+    pub expiry_sweep_ms: u64,
+}
+
+/// The reservation-processor's instruments.
+pub(crate) struct ReservationMetrics {
+    outcomes: IntCounterVec,
+    stage_seconds: HistogramVec,
+    end_to_end_seconds: HistogramVec,
+    pub(crate) expiry_commands: IntCounterVec,
+}
+
+impl ReservationMetrics {
+    fn new(metrics: &Metrics) -> anyhow::Result<Self> {
+        let r = metrics.registry();
+        let outcomes = IntCounterVec::new(
+            Opts::new(
+                "booking_outcomes_total",
+                "Outcomes recorded, by kind and status or rejection reason",
+            ),
+            &["kind", "result"],
+        )?;
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new("processing_stage_seconds", "Time per processing stage")
+                .buckets(boxoffice_platform::metrics::LATENCY_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
+        let end_to_end_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "command_to_record_seconds",
+                "From a command being issued to its outcome being recorded",
+            )
+            .buckets(boxoffice_platform::metrics::LATENCY_BUCKETS.to_vec()),
+            &[],
+        )?;
+        let expiry_commands = IntCounterVec::new(
+            Opts::new("hold_expiry_commands_total", "ExpireHold commands sent"),
+            &[],
+        )?;
+        r.register(Box::new(outcomes.clone()))?;
+        r.register(Box::new(stage_seconds.clone()))?;
+        r.register(Box::new(end_to_end_seconds.clone()))?;
+        r.register(Box::new(expiry_commands.clone()))?;
+        Ok(Self {
+            outcomes,
+            stage_seconds,
+            end_to_end_seconds,
+            expiry_commands,
+        })
+    }
+}
+
+/// What the HTTP handlers and the loops share.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) pool: PgPool,
+    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) keys: Keys,
+}
+
+/// Runs the reservation-processor until `shutdown` is cancelled.
+pub async fn run(
+    config: ReservationProcessorConfig,
+    instance: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new("reservation-processor", &instance)?;
+    let own_metrics = Arc::new(ReservationMetrics::new(&metrics)?);
+    let url = config.common.database_url.expose();
+    if let Err(e) = db::ensure_database(url).await {
+        tracing::warn!(error = %e, "could not make sure the database exists; assuming it does");
+    }
+    let pool = db::pool(url, config.db_pool)?;
+    db::migrate(&pool).await?;
+    let redis = boxoffice_platform::cache::pool(&config.common)?;
+    let shared = Shared {
+        pool: pool.clone(),
+        redis: redis.clone(),
+        keys: Keys::new(&config.common.redis_prefix),
+    };
+    kafka::ensure_topics(&config.common).await?;
+
+    let probe_producer = kafka::producer(&config.common, &format!("{instance}-probe"))?;
+    let readiness = Readiness::new()
+        .with("kafka", move || kafka::probe(probe_producer.clone()))
+        .with("postgres", {
+            let pool = pool.clone();
+            move || db::probe(pool.clone())
+        })
+        .with("redis", {
+            let redis = redis.clone();
+            move || boxoffice_platform::cache::probe(redis.clone())
+        });
+    let query_state = shared.clone();
+    let server = health::serve(config.port, metrics.clone(), readiness, move |cfg| {
+        queries::routes(cfg, query_state.clone())
+    })?;
+    let server_handle = server.handle();
+    let server_task = tokio::spawn(server);
+    tracing::info!(port = config.port, "reservation-processor started");
+
+    let mut backoff = Duration::from_millis(500);
+    while !shutdown.is_cancelled() {
+        match process(&config, &instance, &shared, &own_metrics, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), retry_in = ?backoff, "reservation-processor loop failed; restarting it");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    server_handle.stop(true).await;
+    let _ = server_task.await;
+    tracing::info!("reservation-processor stopped");
+    Ok(())
+}
+
+async fn process(
+    config: &ReservationProcessorConfig,
+    instance: &str,
+    shared: &Shared,
+    metrics: &Arc<ReservationMetrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let topics = config.common.topics();
+    let tracker = PartitionTracker::default();
+    let context = TrackingContext {
+        topic: topics.events.clone(),
+        tracker: tracker.clone(),
+    };
+    let consumer: StreamConsumer<TrackingContext> =
+        kafka::consumer(&config.common, &group(&config.common), instance, context)?;
+    consumer.subscribe(&[&topics.events])?;
+    let producer = kafka::producer(&config.common, instance)?;
+
+    let expiry_stop = shutdown.child_token();
+    let expiry = tokio::spawn(expiry::run(
+        shared.clone(),
+        producer,
+        topics.commands.clone(),
+        tracker.clone(),
+        Duration::from_millis(config.expiry_sweep_ms),
+        metrics.clone(),
+        expiry_stop.clone(),
+    ));
+    let _stop_expiry = expiry_stop.clone().drop_guard();
+
+    let mut batches = consumer.stream().ready_chunks(config.batch_max);
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            batch = batches.next() => match batch {
+                Some(b) => b,
+                None => anyhow::bail!("consumer stream ended"),
+            },
+        };
+        let mut messages = Vec::with_capacity(batch.len());
+        for m in batch {
+            messages.push(m?);
+        }
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match m.payload().map(decode_outcome) {
+                Some(Ok(o)) => outcomes.push((m.partition(), o)),
+                Some(Err(e)) => {
+                    tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "skipping undecodable outcome")
+                }
+                None => tracing::error!(
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "skipping empty outcome"
+                ),
+            }
+        }
+        record_batch(shared, &outcomes, metrics).await?;
+        for m in &messages {
+            consumer.store_offset(m.topic(), m.partition(), m.offset() + 1)?;
+        }
+    }
+    expiry_stop.cancel();
+    let _ = expiry.await;
+    tracing::info!("reservation-processor draining: committing offsets");
+    consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .ok();
+    Ok(())
+}
+
+/// What one outcome changed, for the cache and the reply.
+enum Recorded {
+    Event(Option<(EventView, i64)>),
+    Booking(Option<BookingView>),
+    Nothing,
+}
+
+/// Records a batch: one PostgreSQL transaction, then one Redis pipeline.
+async fn record_batch(
+    shared: &Shared,
+    outcomes: &[(i32, OutcomeEnvelope)],
+    metrics: &ReservationMetrics,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut conn = shared.pool.get().await?;
+    let now = now_ms();
+    let recorded: Vec<Recorded> = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let mut recorded = Vec::with_capacity(outcomes.len());
+            for (partition, o) in outcomes {
+                recorded.push(match &o.outcome {
+                    Outcome::EventCreated { spec, sale } => {
+                        store::insert_event(conn, o.event_id, spec, *sale, o.seq).await?;
+                        Recorded::Event(store::load_event(conn, o.event_id.0, now).await?)
+                    }
+                    Outcome::SaleChanged { sale } => {
+                        store::set_sale(conn, o.event_id, *sale, o.seq).await?;
+                        Recorded::Event(store::load_event(conn, o.event_id.0, now).await?)
+                    }
+                    Outcome::Booking {
+                        booking: Some(b), ..
+                    } => {
+                        let newest = store::upsert_booking(conn, b, *partition, o.seq).await?;
+                        Recorded::Booking(newest.then(|| BookingView::new(b, o.seq)))
+                    }
+                    Outcome::Booking { booking: None, .. } | Outcome::EventRejected { .. } => {
+                        Recorded::Nothing
+                    }
+                });
+            }
+            Ok(recorded)
+        })
+        .await?;
+    drop(conn);
+    metrics
+        .stage_seconds
+        .with_label_values(&["write_postgres"])
+        .observe(started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let mut batch = CacheBatch::new(&shared.keys);
+    for ((_, o), r) in outcomes.iter().zip(&recorded) {
+        match r {
+            Recorded::Event(Some((view, created))) => batch.put_event(view, *created),
+            Recorded::Booking(Some(view)) => batch.put_booking(view),
+            _ => {}
+        }
+        if let Some(instance) = &o.reply_to {
+            batch.reply(instance, &reply_for(o, r));
+        }
+        let (kind, result) = label(&o.outcome);
+        metrics.outcomes.with_label_values(&[kind, result]).inc();
+        metrics
+            .end_to_end_seconds
+            .with_label_values(&[] as &[&str])
+            .observe(((now - o.at_ms).max(0) as f64) / 1000.0);
+    }
+    batch.send(&shared.redis).await?;
+    metrics
+        .stage_seconds
+        .with_label_values(&["write_redis"])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn reply_for(o: &OutcomeEnvelope, recorded: &Recorded) -> Reply {
+    match &o.outcome {
+        Outcome::EventCreated { spec, sale } => Reply {
+            subject: o.event_id.0,
+            rejection: None,
+            booking: None,
+            event: Some(match recorded {
+                Recorded::Event(Some((v, _))) => v.clone(),
+                _ => EventView::new(o.event_id, spec.clone(), *sale, now_ms()),
+            }),
+        },
+        Outcome::SaleChanged { .. } => Reply {
+            subject: o.event_id.0,
+            rejection: None,
+            booking: None,
+            event: match recorded {
+                Recorded::Event(Some((v, _))) => Some(v.clone()),
+                _ => None,
+            },
+        },
+        Outcome::EventRejected { reason } => Reply {
+            subject: o.event_id.0,
+            rejection: Some(Rejection::from(*reason)),
+            booking: None,
+            event: None,
+        },
+        Outcome::Booking {
+            booking_id,
+            booking,
+            rejection,
+        } => Reply {
+            subject: booking_id.0,
+            rejection: rejection.map(Rejection::from),
+            booking: booking.as_ref().map(|b| BookingView::new(b, o.seq)),
+            event: None,
+        },
+    }
+}
+
+fn label(o: &Outcome) -> (&'static str, &'static str) {
+    match o {
+        Outcome::EventCreated { .. } => ("event", "created"),
+        Outcome::SaleChanged {
+            sale: SaleState::Open,
+        } => ("event", "sale_opened"),
+        Outcome::SaleChanged { .. } => ("event", "sale_closed"),
+        Outcome::EventRejected { reason } => ("event", reason.code()),
+        Outcome::Booking {
+            rejection: Some(r), ..
+        } => ("booking", r.code()),
+        Outcome::Booking {
+            booking: Some(b), ..
+        } => ("booking", b.status.name()),
+        Outcome::Booking { .. } => ("booking", "unknown"),
+    }
+}

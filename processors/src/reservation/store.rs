@@ -1,0 +1,354 @@
+//! What the reservation-processor writes to PostgreSQL: events with their
+//! layout, and bookings with their seats. Every write is idempotent and
+//! ordered by `version` (the seat-processor command offset), so duplicates and
+//! replays never move a row backwards.
+
+use boxoffice_domain::{Booking, EventId, EventSpec, SaleState};
+use boxoffice_platform::views::{BookingView, EventView, sale_name};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Inserts an event, its venue layout, price categories, sections and seats.
+pub async fn insert_event(
+    conn: &mut AsyncPgConnection,
+    event_id: EventId,
+    spec: &EventSpec,
+    sale: SaleState,
+    version: i64,
+) -> diesel::QueryResult<bool> {
+    let id = event_id.0;
+    let layout = serde_json::to_value(&spec.venue).expect("layouts serialise");
+    let spec_json = serde_json::to_value(spec).expect("specs serialise");
+    sql_query(
+        "INSERT INTO venues (id, name, layout) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<Text, _>(&spec.venue.name)
+    .bind::<Jsonb, _>(&layout)
+    .execute(conn)
+    .await?;
+    let inserted = sql_query(
+        "INSERT INTO events (id, venue_id, name, starts_at, sale_opens_at, sale_closes_at, sale_state, \
+         max_seats_per_buyer, hold_duration_ms, capacity, spec, version) \
+         VALUES ($1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<Text, _>(&spec.name)
+    .bind::<Timestamptz, _>(time(spec.starts_at_ms))
+    .bind::<Timestamptz, _>(time(spec.sale_opens_at_ms))
+    .bind::<Timestamptz, _>(time(spec.sale_closes_at_ms))
+    .bind::<Text, _>(sale_name(sale))
+    .bind::<Integer, _>(i32::from(spec.max_seats_per_buyer))
+    .bind::<BigInt, _>(spec.hold_duration_ms)
+    .bind::<Integer, _>(i32::try_from(spec.venue.capacity()).unwrap_or(i32::MAX))
+    .bind::<Jsonb, _>(&spec_json)
+    .bind::<BigInt, _>(version)
+    .execute(conn)
+    .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let c = &spec.price_categories;
+    sql_query(
+        "INSERT INTO price_categories (event_id, code, name, price_cents, currency) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<Array<Text>, _>(c.iter().map(|c| c.code.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(c.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(c.iter().map(|c| c.price_cents).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(c.iter().map(|c| c.currency.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    let s = &spec.venue.sections;
+    sql_query(
+        "INSERT INTO sections (event_id, code, name, price_category, position) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int[]) ON CONFLICT DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<Array<Text>, _>(s.iter().map(|s| s.code.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(s.iter().map(|s| s.name.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(s.iter().map(|s| s.price_category.clone()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>((0..s.len() as i32).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    let (mut seat_ids, mut sections, mut rows, mut numbers, mut positions) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut position = 0;
+    for section in s {
+        for row in &section.rows {
+            for n in 1..=row.seats {
+                seat_ids.push(format!("{}-{}-{n}", section.code, row.label));
+                sections.push(section.code.to_string());
+                rows.push(row.label.to_string());
+                numbers.push(i32::from(n));
+                positions.push(position);
+                position += 1;
+            }
+        }
+    }
+    sql_query(
+        "INSERT INTO seats (event_id, seat_id, section, row_label, number, position) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int[], $6::int[]) ON CONFLICT DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<Array<Text>, _>(seat_ids)
+    .bind::<Array<Text>, _>(sections)
+    .bind::<Array<Text>, _>(rows)
+    .bind::<Array<Integer>, _>(numbers)
+    .bind::<Array<Integer>, _>(positions)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// Updates an event's sale state unless a newer outcome already did.
+pub async fn set_sale(
+    conn: &mut AsyncPgConnection,
+    event_id: EventId,
+    sale: SaleState,
+    version: i64,
+) -> diesel::QueryResult<bool> {
+    let n = sql_query(
+        "UPDATE events SET sale_state = $2, version = $3 WHERE id = $1 AND version <= $3",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id.0)
+    .bind::<Text, _>(sale_name(sale))
+    .bind::<BigInt, _>(version)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Upserts a booking and its seats unless a newer outcome already did.
+/// Returns whether this outcome is the newest (and so the cache must follow).
+pub async fn upsert_booking(
+    conn: &mut AsyncPgConnection,
+    b: &Booking,
+    partition: i32,
+    version: i64,
+) -> diesel::QueryResult<bool> {
+    let view = BookingView::new(b, version);
+    let n = sql_query(
+        "INSERT INTO bookings (id, event_id, buyer_id, status, reject_reason, hold_expires_at, total_cents, \
+         fingerprint, payment_reference, kafka_partition, version, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, reject_reason = EXCLUDED.reject_reason, \
+         hold_expires_at = EXCLUDED.hold_expires_at, total_cents = EXCLUDED.total_cents, \
+         payment_reference = EXCLUDED.payment_reference, kafka_partition = EXCLUDED.kafka_partition, \
+         version = EXCLUDED.version, updated_at = EXCLUDED.updated_at \
+         WHERE bookings.version <= EXCLUDED.version",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(b.id.0)
+    .bind::<diesel::sql_types::Uuid, _>(b.event_id.0)
+    .bind::<diesel::sql_types::Uuid, _>(b.buyer.0)
+    .bind::<Text, _>(&view.status)
+    .bind::<Nullable<Text>, _>(view.reject_reason.as_deref())
+    .bind::<Nullable<Timestamptz>, _>(view.hold_expires_at)
+    .bind::<BigInt, _>(b.total_cents)
+    .bind::<Text, _>(&b.fingerprint)
+    .bind::<Nullable<Text>, _>(b.payment_reference.as_deref())
+    .bind::<Integer, _>(partition)
+    .bind::<BigInt, _>(version)
+    .bind::<Timestamptz, _>(view.updated_at)
+    .execute(conn)
+    .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if b.status.is_active() {
+        sql_query(
+            "INSERT INTO booking_seats (booking_id, event_id, seat_id, active) \
+             SELECT $1, $2, s, true FROM UNNEST($3::text[]) AS s \
+             ON CONFLICT (booking_id, seat_id) DO UPDATE SET active = true",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(b.id.0)
+        .bind::<diesel::sql_types::Uuid, _>(b.event_id.0)
+        .bind::<Array<Text>, _>(view.seats)
+        .execute(conn)
+        .await?;
+    } else {
+        sql_query("UPDATE booking_seats SET active = false WHERE booking_id = $1 AND active")
+            .bind::<diesel::sql_types::Uuid, _>(b.id.0)
+            .execute(conn)
+            .await?;
+    }
+    Ok(true)
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = Jsonb)]
+    spec: serde_json::Value,
+    #[diesel(sql_type = Text)]
+    sale_state: String,
+    #[diesel(sql_type = BigInt)]
+    created_ms: i64,
+}
+
+fn sale_from_name(s: &str) -> SaleState {
+    match s {
+        "open" => SaleState::Open,
+        "closed" => SaleState::Closed,
+        _ => SaleState::Scheduled,
+    }
+}
+
+/// An event as stored, with its creation time (ms).
+pub async fn load_event(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+    now_ms: i64,
+) -> diesel::QueryResult<Option<(EventView, i64)>> {
+    let rows: Vec<EventRow> = sql_query(
+        "SELECT id, spec, sale_state, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM events WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().and_then(|r| event_view(r, now_ms)))
+}
+
+/// Every event, newest first.
+pub async fn load_events(
+    conn: &mut AsyncPgConnection,
+    now_ms: i64,
+) -> diesel::QueryResult<Vec<(EventView, i64)>> {
+    let rows: Vec<EventRow> = sql_query(
+        "SELECT id, spec, sale_state, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM events ORDER BY created_at DESC",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| event_view(r, now_ms))
+        .collect())
+}
+
+fn event_view(r: EventRow, now_ms: i64) -> Option<(EventView, i64)> {
+    match serde_json::from_value::<EventSpec>(r.spec) {
+        Ok(spec) => Some((
+            EventView::new(EventId(r.id), spec, sale_from_name(&r.sale_state), now_ms),
+            r.created_ms,
+        )),
+        Err(e) => {
+            tracing::error!(event = %r.id, error = %e, "stored event spec does not parse");
+            None
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct ActiveSeat {
+    #[diesel(sql_type = Text)]
+    pub seat_id: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub booking_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+}
+
+/// Every held or sold seat of an event.
+pub async fn active_seats(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+) -> diesel::QueryResult<Vec<ActiveSeat>> {
+    sql_query(
+        "SELECT bs.seat_id, b.id AS booking_id, b.status FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id \
+         WHERE bs.event_id = $1 AND bs.active",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .load(conn)
+    .await
+}
+
+#[derive(QueryableByName)]
+struct BookingRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    event_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    buyer_id: Uuid,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    reject_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    hold_expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    total_cents: i64,
+    #[diesel(sql_type = Text)]
+    fingerprint: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    payment_reference: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Array<Text>)]
+    seats: Vec<String>,
+}
+
+/// A booking as stored, with the seats it holds or held.
+pub async fn load_booking(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> diesel::QueryResult<Option<BookingView>> {
+    let rows: Vec<BookingRow> = sql_query(
+        "SELECT b.id, b.event_id, b.buyer_id, b.status, b.reject_reason, b.hold_expires_at, b.total_cents, \
+         b.fingerprint, b.payment_reference, b.version, b.updated_at, \
+         COALESCE(array_agg(bs.seat_id ORDER BY bs.seat_id) FILTER (WHERE bs.seat_id IS NOT NULL), '{}') AS seats \
+         FROM bookings b LEFT JOIN booking_seats bs ON bs.booking_id = b.id WHERE b.id = $1 GROUP BY b.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| BookingView {
+        id: r.id,
+        event_id: r.event_id,
+        buyer_id: r.buyer_id,
+        status: r.status,
+        seats: r.seats,
+        reject_reason: r.reject_reason,
+        hold_expires_at: r.hold_expires_at,
+        total_cents: r.total_cents,
+        payment_reference: r.payment_reference,
+        updated_at: r.updated_at,
+        fingerprint: r.fingerprint,
+        version: r.version,
+    }))
+}
+
+#[derive(QueryableByName)]
+pub struct DueHold {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub event_id: Uuid,
+}
+
+/// Held bookings past their expiry on the given partitions.
+pub async fn due_holds(
+    conn: &mut AsyncPgConnection,
+    partitions: &[i32],
+    limit: i64,
+) -> diesel::QueryResult<Vec<DueHold>> {
+    sql_query(
+        "SELECT id, event_id FROM bookings WHERE status = 'held' AND kafka_partition = ANY($1) \
+         AND hold_expires_at <= now() ORDER BY hold_expires_at LIMIT $2",
+    )
+    .bind::<Array<Integer>, _>(partitions)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}

@@ -1,0 +1,158 @@
+//! The seat-processor's local state in RocksDB.
+//!
+//! Keys are grouped by Kafka partition (`p00003/...`), because a partition is
+//! the unit of ownership: an instance loads, writes and drops the state of
+//! whole partitions. Per partition the store keeps, in one atomic write batch
+//! with the state itself:
+//! - the offset of the last applied command (`#applied`), and
+//! - the changelog offset this state reflects (`#changelog`), so a restart
+//!   only replays the changelog tail written after it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use boxoffice_domain::{Booking, EventId, EventSpec, SaleState, SeatMap, SeatStatus};
+use boxoffice_platform::messages::{StateRecord, decode_state};
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
+
+/// The RocksDB store of one seat-processor instance.
+pub struct Store {
+    db: DB,
+}
+
+/// Where a partition's local state stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// Offset of the last command applied, if any.
+    pub applied: Option<i64>,
+    /// Offset of the last changelog marker folded into this state, if any.
+    pub changelog: Option<i64>,
+}
+
+fn prefix(partition: i32) -> String {
+    format!("p{partition:05}/")
+}
+
+/// The key of a state record within its partition; also its key on the
+/// compacted changelog, so compaction keeps the latest value of each.
+pub fn record_key(record: &StateRecord) -> String {
+    match record {
+        StateRecord::Event { event_id, .. } => format!("e/{event_id}"),
+        StateRecord::Seat {
+            event_id, index, ..
+        } => format!("s/{event_id}/{index:08}"),
+        StateRecord::Booking(b) => format!("b/{}", b.id),
+        StateRecord::Applied { .. } => "applied".to_owned(),
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let db = DB::open(&opts, path)
+            .with_context(|| format!("opening RocksDB at {}", path.display()))?;
+        Ok(Self { db })
+    }
+
+    pub fn positions(&self, partition: i32) -> anyhow::Result<Positions> {
+        let read = |name: &str| -> anyhow::Result<Option<i64>> {
+            Ok(self
+                .db
+                .get(format!("{}{name}", prefix(partition)))?
+                .map(|v| i64::from_be_bytes(v.as_slice().try_into().unwrap_or([0xff; 8]))))
+        };
+        Ok(Positions {
+            applied: read("#applied")?,
+            changelog: read("#changelog")?,
+        })
+    }
+
+    /// Writes state records and the new positions of a partition atomically.
+    pub fn write(
+        &self,
+        partition: i32,
+        records: &[(String, Vec<u8>)],
+        positions: Positions,
+    ) -> anyhow::Result<()> {
+        let p = prefix(partition);
+        let mut batch = WriteBatch::default();
+        for (key, value) in records {
+            batch.put(format!("{p}{key}"), value);
+        }
+        if let Some(a) = positions.applied {
+            batch.put(format!("{p}#applied"), a.to_be_bytes());
+        }
+        if let Some(c) = positions.changelog {
+            batch.put(format!("{p}#changelog"), c.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Loads every seat map of a partition.
+    pub fn load(&self, partition: i32) -> anyhow::Result<HashMap<EventId, SeatMap>> {
+        let p = prefix(partition);
+        let mut events: HashMap<EventId, (EventSpec, SaleState)> = HashMap::new();
+        let mut seats: HashMap<EventId, Vec<(u32, SeatStatus)>> = HashMap::new();
+        let mut bookings: HashMap<EventId, Vec<Booking>> = HashMap::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(p.as_bytes(), Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(p.as_bytes()) {
+                break;
+            }
+            if key[p.len()..].starts_with(b"#") {
+                continue;
+            }
+            match decode_state(&value)
+                .with_context(|| format!("corrupt state at {}", String::from_utf8_lossy(&key)))?
+            {
+                StateRecord::Event {
+                    event_id,
+                    spec,
+                    sale,
+                } => {
+                    events.insert(event_id, (spec, sale));
+                }
+                StateRecord::Seat {
+                    event_id,
+                    index,
+                    status,
+                } => seats.entry(event_id).or_default().push((index, status)),
+                StateRecord::Booking(b) => bookings.entry(b.event_id).or_default().push(b),
+                StateRecord::Applied { .. } => {}
+            }
+        }
+        Ok(events
+            .into_iter()
+            .map(|(id, (spec, sale))| {
+                let mut all = vec![SeatStatus::Free; spec.venue.capacity()];
+                for (index, status) in seats.remove(&id).unwrap_or_default() {
+                    if let Some(slot) = all.get_mut(index as usize) {
+                        *slot = status;
+                    }
+                }
+                let map = SeatMap::from_parts(
+                    id,
+                    spec,
+                    sale,
+                    all,
+                    bookings.remove(&id).unwrap_or_default(),
+                );
+                (id, map)
+            })
+            .collect())
+    }
+
+    /// RocksDB's own memory and compaction figures, for metrics.
+    pub fn property(&self, name: &str) -> Option<u64> {
+        self.db.property_int_value(name).ok().flatten()
+    }
+}

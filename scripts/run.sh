@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs what is missing, starts the local stack (broker, PostgreSQL, Redis,
+# Prometheus) and every boxoffice role, creates a demo event and prints the
+# URLs. Idempotent: running it again keeps what already runs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}"
+STACK="${BOXOFFICE_STACK_DIR:-$ROOT/.stack}"
+BIN="$CARGO_TARGET_DIR/debug/boxoffice"
+
+say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[run] error:\033[0m %s\n' "$*" >&2; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+scripts/stack.sh install
+scripts/stack.sh up
+say "building boxoffice (first build takes a while: RocksDB and librdkafka are C/C++)"
+cargo build -p boxoffice
+
+mkdir -p "$STACK/roles" "$STACK/logs" "$STACK/prometheus/targets"
+start_role() {
+  local role="$1" instance="$2" port="$3"
+  local pidfile="$STACK/roles/$instance.pid"
+  if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    say "$instance already running (pid $(cat "$pidfile"))"
+    return
+  fi
+  port_open "$port" && die "port $port (for $instance) is taken by another process"
+  say "starting $instance on :$port (log: $STACK/logs/$instance.log)"
+  (BOXOFFICE_INSTANCE="$instance" BOXOFFICE_PORT="$port" BOXOFFICE_STATE_DIR="$STACK/state" \
+    exec setsid "$BIN" "$role" >>"$STACK/logs/$instance.log" 2>&1 </dev/null) &
+  echo $! >"$pidfile"
+  local waited=0
+  until curl -sf "http://127.0.0.1:$port/health/ready" -o /dev/null; do
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || { tail -20 "$STACK/logs/$instance.log"; die "$instance exited"; }
+    (( waited >= 90 )) && { tail -20 "$STACK/logs/$instance.log"; die "$instance not ready after 90s"; }
+    (( waited % 5 == 0 )) && say "waiting for $instance to be ready (${waited}s)"
+    sleep 1; waited=$((waited + 1))
+  done
+}
+
+start_role reservation-processor reservation-processor-1 8180
+start_role seat-processor seat-processor-1 8280
+start_role api api-1 8080
+
+cat >"$STACK/prometheus/targets/boxoffice.json" <<JSON
+[
+  {"targets": ["127.0.0.1:8080"], "labels": {"role": "api", "pod": "api-1"}},
+  {"targets": ["127.0.0.1:8180"], "labels": {"role": "reservation-processor", "pod": "reservation-processor-1"}},
+  {"targets": ["127.0.0.1:8280"], "labels": {"role": "seat-processor", "pod": "seat-processor-1"}}
+]
+JSON
+
+say "creating the demo event"
+"$BIN" demo --api http://127.0.0.1:8080 | tee "$STACK/demo.txt"
+
+cat <<TXT
+
+boxoffice is running:
+  API              http://127.0.0.1:8080/api/events
+  metrics          http://127.0.0.1:8080/metrics  (:8180 reservation-processor, :8280 seat-processor)
+  Prometheus       http://127.0.0.1:9090
+  logs             $STACK/logs/
+  organizer login  password "organizer" (POST /api/auth/organizer)
+Stop everything:   scripts/stack.sh down
+TXT

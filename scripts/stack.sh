@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The local stack of boxoffice, on loopback, data under one folder (.stack/):
+#   install  installs what is missing on a Debian machine (idempotent)
+#   up       starts the Kafka-protocol broker, PostgreSQL, Redis and Prometheus
+#   down     stops what `up` started
+#   status   shows what runs
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="${BOXOFFICE_STACK_DIR:-$ROOT/.stack}"
+# Tools that take long to build live outside the clone and survive it.
+TOOLS="${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}"
+NISSHI_VERSION=0.8.1
+BROKER_PORT=9092
+PROMETHEUS_PORT=9090
+
+say() { printf '\033[1m[stack]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[stack] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Waits until `check` succeeds, printing progress; fails after $2 seconds.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local waited=0
+  until "$@"; do
+    (( waited >= timeout )) && die "$what did not come up within ${timeout}s"
+    (( waited % 5 == 0 )) && say "waiting for $what (${waited}s)"
+    sleep 1; waited=$((waited + 1))
+  done
+}
+
+# A Kafka ApiVersions v0 request; the broker is ready when it answers with
+# our correlation id (0x2a).
+broker_ready() {
+  local reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT
+    printf '\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x2a\x00\x05probe' >&3
+    head -c 8 <&3 | od -An -tx1" 2>/dev/null) || return 1
+  [[ "$(echo $reply | tr -d ' ')" == *0000002a ]]
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  (( ${#missing[@]} == 0 )) && return 0
+  say "installing Debian packages: ${missing[*]}"
+  if [[ ! -f /var/lib/apt/lists/.boxoffice-updated ]] || [[ -n "$(find /var/lib/apt/lists/.boxoffice-updated -mmin +1440)" ]]; then
+    apt-get update -q && touch /var/lib/apt/lists/.boxoffice-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+}
+
+cmd_install() {
+  # Build tools for librdkafka, RocksDB (bindgen needs libclang) and jemalloc;
+  # Prometheus; Debian's newer Rust toolchain for the broker (it needs rustc >= 1.96).
+  apt_install build-essential clang libclang-dev cmake pkg-config prometheus rustc-web cargo-web \
+    postgresql-client redis-tools curl
+  if ! command -v pg_ctlcluster >/dev/null && ! port_open 5432; then apt_install postgresql; fi
+  if ! command -v redis-server >/dev/null && ! port_open 6379; then apt_install redis-server; fi
+  if [[ ! -x "$TOOLS/bin/nisshi" ]]; then
+    say "building the Kafka-protocol broker nisshi $NISSHI_VERSION (once per machine, ~45 min on 2 cores)"
+    mkdir -p "$TOOLS"
+    RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked -j "$(nproc)" nisshi --version "$NISSHI_VERSION" \
+      --no-default-features --features libsql,postgres --root "$TOOLS"
+  fi
+  if ! command -v cargo-nextest >/dev/null; then
+    say "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+  fi
+  say "install: everything is present"
+}
+
+start_broker() {
+  local pidfile="$STACK/broker/pid"
+  if pid_alive "$pidfile"; then say "broker already running (pid $(cat "$pidfile"))"; return; fi
+  port_open "$BROKER_PORT" && die "port $BROKER_PORT is taken by another process; stop it or free the port"
+  mkdir -p "$STACK/broker"
+  say "starting the broker on 127.0.0.1:$BROKER_PORT (data in $STACK/broker)"
+  (cd "$STACK/broker" && exec setsid "$TOOLS/bin/nisshi" broker \
+      --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+      --storage-engine sqlite://broker.db \
+      --group-initial-rebalance-delay 500ms \
+      >>"$STACK/broker/broker.log" 2>&1 </dev/null) &
+  echo $! >"$pidfile"
+  wait_for "the broker" 60 broker_ready
+  say "broker ready"
+}
+
+start_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then say "PostgreSQL already running on 127.0.0.1:5432"; return; fi
+  if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+    touch "$STACK/.started-postgres"
+  else
+    die "PostgreSQL is not running and not installed; run: scripts/stack.sh install"
+  fi
+  wait_for "PostgreSQL" 60 pg_isready -q -h 127.0.0.1 -p 5432
+}
+
+start_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then say "Redis already running on 127.0.0.1:6379"; return; fi
+  port_open 6379 && die "port 6379 is taken by something that is not Redis"
+  mkdir -p "$STACK/redis"
+  say "starting Redis on 127.0.0.1:6379 (no persistence: it is a cache)"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir "$STACK/redis" --logfile "$STACK/redis/redis.log" --pidfile "$STACK/redis/pid"
+  touch "$STACK/.started-redis"
+  wait_for "Redis" 30 redis-cli -h 127.0.0.1 -p 6379 ping
+}
+
+start_prometheus() {
+  local dir="$STACK/prometheus" pidfile="$STACK/prometheus/pid"
+  mkdir -p "$dir/targets" "$dir/data"
+  sed "s#@TARGETS@#$dir/targets#" "$ROOT/scripts/prometheus.yml" >"$dir/prometheus.yml"
+  if [[ -d "$ROOT/grafana/alerts" ]]; then cp "$ROOT"/grafana/alerts/*.yml "$dir/" 2>/dev/null || true; fi
+  if pid_alive "$pidfile"; then
+    kill -HUP "$(cat "$pidfile")"
+    say "Prometheus already running (pid $(cat "$pidfile")); configuration reloaded"
+    return
+  fi
+  port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is taken by another process (a system Prometheus? stop it: pkill prometheus)"
+  say "starting Prometheus on 127.0.0.1:$PROMETHEUS_PORT"
+  (exec setsid prometheus --config.file "$dir/prometheus.yml" --storage.tsdb.path "$dir/data" \
+      --web.listen-address "127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle \
+      >>"$dir/prometheus.log" 2>&1 </dev/null) &
+  echo $! >"$pidfile"
+  wait_for "Prometheus" 60 curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" -o /dev/null
+  say "Prometheus ready"
+}
+
+stop_pidfile() {
+  local name="$1" pidfile="$2"
+  if pid_alive "$pidfile"; then
+    say "stopping $name"
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    for _ in $(seq 1 20); do pid_alive "$pidfile" || break; sleep 0.5; done
+    pid_alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+cmd_up() {
+  [[ -x "$TOOLS/bin/nisshi" ]] || die "the broker is not installed; run: scripts/stack.sh install"
+  mkdir -p "$STACK"
+  start_postgres
+  start_redis
+  start_broker
+  start_prometheus
+  cmd_status
+}
+
+cmd_down() {
+  for f in "$STACK"/roles/*.pid; do [[ -e "$f" ]] && stop_pidfile "role $(basename "$f" .pid)" "$f"; done
+  stop_pidfile "Prometheus" "$STACK/prometheus/pid"
+  stop_pidfile "the broker" "$STACK/broker/pid"
+  if [[ -f "$STACK/.started-redis" ]]; then stop_pidfile "Redis" "$STACK/redis/pid"; rm -f "$STACK/.started-redis"; fi
+  say "down (PostgreSQL is left running; it serves other databases too)"
+}
+
+cmd_status() {
+  local state
+  state() { if "$@" >/dev/null 2>&1; then echo "up"; else echo "down"; fi; }
+  say "broker      127.0.0.1:$BROKER_PORT  $(state broker_ready)"
+  say "postgres    127.0.0.1:5432  $(state pg_isready -q -h 127.0.0.1 -p 5432)"
+  say "redis       127.0.0.1:6379  $(state redis-cli -h 127.0.0.1 -p 6379 ping)"
+  say "prometheus  127.0.0.1:$PROMETHEUS_PORT  $(state curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready")"
+  for f in "$STACK"/roles/*.pid; do
+    [[ -e "$f" ]] || continue
+    say "role $(basename "$f" .pid)  $(pid_alive "$f" && echo up || echo down)"
+  done
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 install|up|down|status" >&2; exit 2 ;;
+esac
