@@ -50,7 +50,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a deferred response ended.
 pub enum Answer {
-    Replied(Reply),
+    Replied(Box<Reply>),
     /// The deadline passed; the command is still on its way.
     Pending,
 }
@@ -116,7 +116,7 @@ pub async fn command(
         .commands
         .with_label_values(&[label, result])
         .inc();
-    Ok(reply.map_or(Answer::Pending, Answer::Replied))
+    Ok(reply.map_or(Answer::Pending, |r| Answer::Replied(Box::new(r))))
 }
 
 async fn redis_get(state: &AppState, key: &str) -> Result<Option<String>, ApiError> {

@@ -22,22 +22,20 @@ pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError
         "event: hello\ndata: {{\"event_id\":\"{}\"}}\n\n",
         view.id
     ));
-    let stream = futures::stream::once(async move { Ok::<_, actix_web::Error>(hello) }).chain(futures::stream::unfold(
-        (rx, heartbeat),
-        |(mut rx, mut heartbeat)| async move {
-            loop {
-                tokio::select! {
-                    _ = heartbeat.tick() => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, heartbeat))),
-                    msg = rx.recv() => match msg {
-                        Ok(json) => return Some((Ok(Bytes::from(format!("event: seats\ndata: {json}\n\n"))), (rx, heartbeat))),
-                        // Too slow a reader missed changes: tell it to reload the seat map.
-                        Err(RecvError::Lagged(_)) => return Some((Ok(Bytes::from_static(b"event: reload\ndata: {}\n\n")), (rx, heartbeat))),
-                        Err(RecvError::Closed) => return None,
-                    },
-                }
-            }
-        },
-    ));
+    let stream = futures::stream::once(async move { Ok::<_, actix_web::Error>(hello) }).chain(
+        futures::stream::unfold((rx, heartbeat), |(mut rx, mut heartbeat)| async move {
+            let chunk = tokio::select! {
+                _ = heartbeat.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                msg = rx.recv() => match msg {
+                    Ok(json) => Bytes::from(format!("event: seats\ndata: {json}\n\n")),
+                    // Too slow a reader missed changes: tell it to reload the seat map.
+                    Err(RecvError::Lagged(_)) => Bytes::from_static(b"event: reload\ndata: {}\n\n"),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(chunk), (rx, heartbeat)))
+        }),
+    );
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))
         .insert_header(("Cache-Control", "no-cache"))

@@ -503,11 +503,11 @@ proptest! {
         for c in &commands {
             let t = m.apply(c);
             for c in &t.changes {
-                if let StateChange::Booking(b) = c {
-                    if matches!(b.status, BookingStatus::Cancelled | BookingStatus::Expired) {
-                        for s in &b.seats {
-                            prop_assert_eq!(m.status(s), Some(SeatStatus::Free));
-                        }
+                if let StateChange::Booking(b) = c
+                    && matches!(b.status, BookingStatus::Cancelled | BookingStatus::Expired)
+                {
+                    for s in &b.seats {
+                        prop_assert_eq!(m.status(s), Some(SeatStatus::Free));
                     }
                 }
             }
