@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test of boxoffice: formatting, unit and property tests,
+# Runs every test of boxoffice: formatting and lints, unit and property tests,
 # and the integration tests against the real broker, PostgreSQL and Redis
 # (started here if they are not running).
 set -euo pipefail
@@ -21,6 +21,8 @@ psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datnam
 
 step "format"
 cargo fmt --all --check
+step "lints"
+cargo clippy --workspace --all-targets -- -D warnings
 step "build"
 cargo build --workspace --all-targets
 step "tests"

@@ -175,14 +175,13 @@ async fn assert_stores_agree(stack: &Stack, api: &str, event: &str, seat_instanc
             let entry = per_partition.entry(partition.to_owned()).or_default();
             if rest == "#applied" {
                 entry.0 = i64::from_be_bytes(v.as_ref().try_into().unwrap());
-            } else if rest.starts_with(&format!("s/{event}/")) {
-                if let StateRecord::Seat { index, status, .. } = decode_state(&v).unwrap()
-                    && let SeatStatus::Held(b) | SeatStatus::Sold(b) = status
-                {
-                    entry
-                        .1
-                        .insert(layout.seat_at(index as usize).to_string(), b.0);
-                }
+            } else if rest.starts_with(&format!("s/{event}/"))
+                && let StateRecord::Seat { index, status, .. } = decode_state(&v).unwrap()
+                && let SeatStatus::Held(b) | SeatStatus::Sold(b) = status
+            {
+                entry
+                    .1
+                    .insert(layout.seat_at(index as usize).to_string(), b.0);
             }
         }
         for (p, (applied, seats)) in per_partition {

@@ -226,10 +226,9 @@ async fn process(
         let mut pending: BTreeMap<i32, PendingWrites> = BTreeMap::new();
         for m in &messages {
             let p = m.partition();
-            if !owned.contains_key(&p) {
-                let restored = restore::restore(&config.common, &topics, store.clone(), p).await?;
+            if let std::collections::btree_map::Entry::Vacant(slot) = owned.entry(p) {
+                slot.insert(restore::restore(&config.common, &topics, store.clone(), p).await?);
                 metrics.restores.with_label_values(&["changelog"]).inc();
-                owned.insert(p, restored);
             }
             let partition = owned.get_mut(&p).expect("restored above");
             if partition.applied.is_some_and(|a| m.offset() <= a) {
