@@ -31,3 +31,28 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Runs one life of a processing loop after another until it returns `Ok`
+/// or `shutdown` is cancelled. A failed life is logged and followed, after a
+/// backoff (0.5 s doubling to 10 s), by a new one, which recreates every
+/// client and reloads state: the way to treat fatal client errors.
+pub async fn supervise<F, Fut>(loop_name: &str, shutdown: &CancellationToken, mut life: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut backoff = std::time::Duration::from_millis(500);
+    while !shutdown.is_cancelled() {
+        match life().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), retry_in = ?backoff, "{loop_name} loop failed; restarting it");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}

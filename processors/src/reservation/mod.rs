@@ -22,7 +22,7 @@ use boxoffice_platform::health::Readiness;
 use boxoffice_platform::messages::{OutcomeEnvelope, decode_outcome};
 use boxoffice_platform::metrics::Metrics;
 use boxoffice_platform::views::{BookingView, EventView, Rejection, Reply};
-use boxoffice_platform::{health, kafka, now_ms};
+use boxoffice_platform::{health, kafka, now_ms, shutdown};
 use diesel_async::AsyncConnection;
 use futures::StreamExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
@@ -155,20 +155,10 @@ pub async fn run(
     let server_task = tokio::spawn(server);
     tracing::info!(port = config.port, "reservation-processor started");
 
-    let mut backoff = Duration::from_millis(500);
-    while !shutdown.is_cancelled() {
-        match process(&config, &instance, &shared, &own_metrics, &shutdown).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), retry_in = ?backoff, "reservation-processor loop failed; restarting it");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    shutdown::supervise("reservation-processor", &shutdown, || {
+        process(&config, &instance, &shared, &own_metrics, &shutdown)
+    })
+    .await;
     server_handle.stop(true).await;
     let _ = server_task.await;
     tracing::info!("reservation-processor stopped");

@@ -30,7 +30,7 @@ use boxoffice_platform::messages::{
     OutcomeEnvelope, StateRecord, decode_command, encode_outcome, encode_state,
 };
 use boxoffice_platform::metrics::Metrics;
-use boxoffice_platform::{health, kafka};
+use boxoffice_platform::{health, kafka, shutdown};
 use futures::StreamExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use rdkafka::Message;
@@ -150,21 +150,10 @@ pub async fn run(
     let server_task = tokio::spawn(server);
     tracing::info!(port = config.port, state_dir = %config.state_dir.display(), "seat-processor started");
 
-    let mut backoff = Duration::from_millis(500);
-    while !shutdown.is_cancelled() {
-        match process(&config, &instance, &store, &seat_metrics, &shutdown).await {
-            Ok(()) => break,
-            Err(e) => {
-                // Recreate every client and reload state from RocksDB and the changelog.
-                tracing::error!(error = format!("{e:#}"), retry_in = ?backoff, "seat-processor loop failed; restarting it");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    shutdown::supervise("seat-processor", &shutdown, || {
+        process(&config, &instance, &store, &seat_metrics, &shutdown)
+    })
+    .await;
     server_handle.stop(true).await;
     let _ = server_task.await;
     tracing::info!("seat-processor stopped");
