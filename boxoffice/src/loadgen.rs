@@ -346,7 +346,10 @@ async fn book(
                     format!("deferred_{}", b["status"].as_str().unwrap_or("unknown")),
                     Some(b),
                 ),
-                None => ("unresolved".to_owned(), None),
+                None => {
+                    eprintln!("[loadgen] request {n}: booking {id} got no outcome within 60 s");
+                    ("unresolved".to_owned(), None)
+                }
             }
         }
         _ => (json["code"].as_str().unwrap_or("unknown").to_owned(), None),

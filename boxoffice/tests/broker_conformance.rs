@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -199,76 +198,14 @@ async fn a_group_rebalances_and_resumes_at_committed_offsets() {
     }
 }
 
-struct Broker {
-    child: Child,
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Broker {
-    fn start(dir: &std::path::Path, port: u16) -> Self {
-        let nisshi = std::env::var("BOXOFFICE_NISSHI").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/boxoffice/tools/bin/nisshi",
-                std::env::var("HOME").unwrap_or_default()
-            )
-        });
-        let child = Command::new(nisshi)
-            .current_dir(dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--storage-engine",
-                "sqlite://broker.db",
-                "--group-initial-rebalance-delay",
-                "200ms",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the broker binary (scripts/stack.sh install builds it)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "private broker did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            dir: dir.to_owned(),
-            port,
-        }
-    }
-
-    fn crash(mut self) -> (std::path::PathBuf, u16) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        (self.dir.clone(), self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn records_and_committed_offsets_survive_a_broker_crash() {
     let dir = std::env::temp_dir().join(format!(
         "boxoffice-broker-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = support::free_port();
-    let broker = Broker::start(&dir, port);
-    let brokers = format!("127.0.0.1:{port}");
+    let mut broker = support::Broker::start(dir).await;
+    let brokers = broker.address();
     let t = topic("crash");
     create_topic(&brokers, &t, 2).await;
     produce(&producer(&brokers), &t, 100, 100).await;
@@ -280,8 +217,8 @@ async fn records_and_committed_offsets_survive_a_broker_crash() {
         tpl.add_partition_offset(&t, 1, Offset::Offset(5)).unwrap();
         c.commit(&tpl, CommitMode::Sync).unwrap();
     }
-    let (dir, port) = tokio::task::block_in_place(|| broker.crash());
-    let _broker = Broker::start(&dir, port);
+    broker.kill();
+    broker.restart().await;
 
     let all = consumer(&brokers, &format!("{t}-fresh"));
     all.subscribe(&[&t]).unwrap();
@@ -307,4 +244,45 @@ async fn records_and_committed_offsets_survive_a_broker_crash() {
         .collect();
     assert_eq!(offsets[&0], Offset::Offset(10));
     assert_eq!(offsets[&1], Offset::Offset(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_member_resumes_right_after_the_last_message_marked_processed() {
+    // The processors mark each message processed after its batch is durable;
+    // a restart or rebalance must resume with the very next one: not one
+    // later (a lost command), not earlier than the last commit.
+    let t = topic("resume");
+    create_topic(LOCAL_BROKER, &t, 1).await;
+    produce(&producer(LOCAL_BROKER), &t, 20, 1).await;
+    let group = format!("{t}-group");
+    {
+        // Configured as the processors' consumers are: offsets stored by hand.
+        let a: BaseConsumer = config(LOCAL_BROKER)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        a.subscribe(&[&t]).unwrap();
+        let mut marked = 0;
+        let started = Instant::now();
+        while marked < 7 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no messages");
+            if let Some(m) = a.poll(Duration::from_millis(200)) {
+                let m = m.unwrap();
+                boxoffice_platform::kafka::mark_processed(&a, &m).unwrap();
+                marked += 1;
+            }
+        }
+        a.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    let b = consumer(LOCAL_BROKER, &group);
+    b.subscribe(&[&t]).unwrap();
+    let next = drain(&b, |g| !g.is_empty());
+    assert_eq!(
+        next[0].1, 7,
+        "resumed at offset {} after marking 0..=6",
+        next[0].1
+    );
 }

@@ -229,7 +229,6 @@ async fn two_thousand_buyers_for_five_hundred_seats_each_seat_sold_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known bug: one command of the batch in flight at the takeover gets no outcome (issue 4 stays open)"]
 async fn a_seat_processor_killed_mid_sale_loses_nothing() {
     let mut stack = Stack::new("kill");
     let apis = start_pairs(&mut stack).await;

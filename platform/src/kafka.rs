@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -52,7 +55,34 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "60000")
         .set("fetch.wait.max.ms", "20")
+        // Statistics (consumer lag per partition) every 5 s, see ConsumerLag.
+        .set("statistics.interval.ms", "5000")
         .create_with_context(context)?)
+}
+
+/// Marks `message` processed, so the group's next commit resumes after it.
+///
+/// librdkafka stores "the offset after" by itself; storing `offset + 1` by
+/// hand would make every resume skip one message (a lost command). A
+/// partition revoked since the message was read is left alone: its new owner
+/// resumes from the last commit and replays what this one did not finish.
+pub fn mark_processed<C, K>(consumer: &K, message: &BorrowedMessage<'_>) -> anyhow::Result<()>
+where
+    C: ConsumerContext,
+    K: Consumer<C>,
+{
+    match consumer.store_offset_from_message(message) {
+        Ok(()) => Ok(()),
+        Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+            tracing::debug!(
+                partition = message.partition(),
+                offset = message.offset(),
+                "not storing the offset of a partition revoked meanwhile"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates the topics if they are missing: `partitions` each; the changelog
@@ -105,4 +135,43 @@ pub async fn probe(producer: FutureProducer) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// Queue depth as this consumer sees it: `kafka_consumer_lag{topic,
+/// partition}`, from librdkafka's statistics (high watermark minus the
+/// consumer's position), for the partitions it owns right now.
+#[derive(Clone)]
+pub struct ConsumerLag {
+    lag: prometheus::IntGaugeVec,
+}
+
+impl ConsumerLag {
+    pub fn new(metrics: &crate::metrics::Metrics) -> anyhow::Result<Self> {
+        let lag = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "kafka_consumer_lag",
+                "Messages not yet consumed per topic and partition (owned partitions)",
+            ),
+            &["topic", "partition"],
+        )?;
+        metrics.registry().register(Box::new(lag.clone()))?;
+        Ok(Self { lag })
+    }
+
+    /// Records one statistics report.
+    pub fn observe(&self, stats: &rdkafka::statistics::Statistics) {
+        // Partitions this consumer no longer owns must not linger.
+        self.lag.reset();
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal partition and unknown lag.
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                self.lag
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
 }

@@ -5,8 +5,10 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use boxoffice_platform::kafka::ConsumerLag;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 
 /// Partitions revoked since the loop last looked, and the current assignment.
 #[derive(Clone, Default)]
@@ -32,13 +34,19 @@ impl PartitionTracker {
     }
 }
 
-/// The consumer context carrying a [`PartitionTracker`].
+/// The consumer context carrying a [`PartitionTracker`]; it also turns the
+/// client's statistics into the consumer-lag gauge.
 pub struct TrackingContext {
     pub topic: String,
     pub tracker: PartitionTracker,
+    pub lag: ConsumerLag,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.observe(&statistics);
+    }
+}
 
 impl ConsumerContext for TrackingContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

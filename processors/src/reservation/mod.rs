@@ -19,10 +19,11 @@ use boxoffice_platform::cache::Keys;
 use boxoffice_platform::config::CommonConfig;
 use boxoffice_platform::db::{self, PgPool};
 use boxoffice_platform::health::Readiness;
+use boxoffice_platform::kafka::ConsumerLag;
 use boxoffice_platform::messages::{OutcomeEnvelope, decode_outcome};
 use boxoffice_platform::metrics::Metrics;
 use boxoffice_platform::views::{BookingView, EventView, Rejection, Reply};
-use boxoffice_platform::{health, kafka, now_ms, shutdown};
+use boxoffice_platform::{health, kafka, now_ms, shutdown, trace};
 use diesel_async::AsyncConnection;
 use futures::StreamExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
@@ -64,6 +65,7 @@ pub(crate) struct ReservationMetrics {
     stage_seconds: HistogramVec,
     end_to_end_seconds: HistogramVec,
     pub(crate) expiry_commands: IntCounterVec,
+    lag: ConsumerLag,
 }
 
 impl ReservationMetrics {
@@ -102,6 +104,7 @@ impl ReservationMetrics {
             stage_seconds,
             end_to_end_seconds,
             expiry_commands,
+            lag: ConsumerLag::new(metrics)?,
         })
     }
 }
@@ -129,6 +132,14 @@ pub async fn run(
     let pool = db::pool(url, config.db_pool)?;
     db::migrate(&pool).await?;
     let redis = boxoffice_platform::cache::pool(&config.common)?;
+    metrics.watch_pool("postgres", {
+        let pool = pool.clone();
+        move || pool.status()
+    });
+    metrics.watch_pool("redis", {
+        let redis = redis.clone();
+        move || redis.status()
+    });
     let shared = Shared {
         pool: pool.clone(),
         redis: redis.clone(),
@@ -177,6 +188,7 @@ async fn process(
     let context = TrackingContext {
         topic: topics.events.clone(),
         tracker: tracker.clone(),
+        lag: metrics.lag.clone(),
     };
     let consumer: StreamConsumer<TrackingContext> =
         kafka::consumer(&config.common, &group(&config.common), instance, context)?;
@@ -211,7 +223,23 @@ async fn process(
         let mut outcomes = Vec::with_capacity(messages.len());
         for m in &messages {
             match m.payload().map(decode_outcome) {
-                Some(Ok(o)) => outcomes.push((m.partition(), o)),
+                Some(Ok(o)) => {
+                    // Open until the batch is recorded: the span's duration is
+                    // this outcome's time in the reservation-processor.
+                    let span = tracing::info_span!(
+                        "record outcome",
+                        otel.kind = "consumer",
+                        event.id = %o.event_id,
+                        booking.id = tracing::field::Empty,
+                        partition = m.partition(),
+                        offset = m.offset(),
+                    );
+                    if let Outcome::Booking { booking_id, .. } = &o.outcome {
+                        span.record("booking.id", tracing::field::display(booking_id));
+                    }
+                    trace::continue_from(&span, &trace::carrier_from_headers(m.headers()));
+                    outcomes.push((m.partition(), o, span));
+                }
                 Some(Err(e)) => {
                     tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "skipping undecodable outcome")
                 }
@@ -224,7 +252,7 @@ async fn process(
         }
         record_batch(shared, &outcomes, metrics).await?;
         for m in &messages {
-            consumer.store_offset(m.topic(), m.partition(), m.offset() + 1)?;
+            kafka::mark_processed(&consumer, m)?;
         }
     }
     expiry_stop.cancel();
@@ -246,7 +274,7 @@ enum Recorded {
 /// Records a batch: one PostgreSQL transaction, then one Redis pipeline.
 async fn record_batch(
     shared: &Shared,
-    outcomes: &[(i32, OutcomeEnvelope)],
+    outcomes: &[(i32, OutcomeEnvelope, tracing::Span)],
     metrics: &ReservationMetrics,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -255,7 +283,7 @@ async fn record_batch(
     let recorded: Vec<Recorded> = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let mut recorded = Vec::with_capacity(outcomes.len());
-            for (partition, o) in outcomes {
+            for (partition, o, _) in outcomes {
                 recorded.push(match &o.outcome {
                     Outcome::EventCreated { spec, sale } => {
                         store::insert_event(conn, o.event_id, spec, *sale, o.seq).await?;
@@ -287,14 +315,16 @@ async fn record_batch(
 
     let started = Instant::now();
     let mut batch = CacheBatch::new(&shared.keys);
-    for ((_, o), r) in outcomes.iter().zip(&recorded) {
+    for ((_, o, span), r) in outcomes.iter().zip(&recorded) {
         match r {
             Recorded::Event(Some((view, created))) => batch.put_event(view, *created),
             Recorded::Booking(Some(view)) => batch.put_booking(view),
             _ => {}
         }
         if let Some(instance) = &o.reply_to {
-            batch.reply(instance, &reply_for(o, r));
+            let mut reply = reply_for(o, r);
+            reply.trace = trace::carrier_of(span);
+            batch.reply(instance, &reply);
         }
         let (kind, result) = label(&o.outcome);
         metrics.outcomes.with_label_values(&[kind, result]).inc();
@@ -321,6 +351,7 @@ fn reply_for(o: &OutcomeEnvelope, recorded: &Recorded) -> Reply {
                 Recorded::Event(Some((v, _))) => v.clone(),
                 _ => EventView::new(o.event_id, spec.clone(), *sale, now_ms()),
             }),
+            trace: Default::default(),
         },
         Outcome::SaleChanged { .. } => Reply {
             subject: o.event_id.0,
@@ -330,12 +361,14 @@ fn reply_for(o: &OutcomeEnvelope, recorded: &Recorded) -> Reply {
                 Recorded::Event(Some((v, _))) => Some(v.clone()),
                 _ => None,
             },
+            trace: Default::default(),
         },
         Outcome::EventRejected { reason } => Reply {
             subject: o.event_id.0,
             rejection: Some(Rejection::from(*reason)),
             booking: None,
             event: None,
+            trace: Default::default(),
         },
         Outcome::Booking {
             booking_id,
@@ -346,6 +379,7 @@ fn reply_for(o: &OutcomeEnvelope, recorded: &Recorded) -> Reply {
             rejection: rejection.map(Rejection::from),
             booking: booking.as_ref().map(|b| BookingView::new(b, o.seq)),
             event: None,
+            trace: Default::default(),
         },
     }
 }

@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 use boxoffice_domain::{EventId, SeatMap, StateChange};
 use boxoffice_platform::config::{CommonConfig, Topics};
 use boxoffice_platform::health::Readiness;
+use boxoffice_platform::kafka::ConsumerLag;
 use boxoffice_platform::messages::{
     OutcomeEnvelope, StateRecord, decode_command, encode_outcome, encode_state,
 };
 use boxoffice_platform::metrics::Metrics;
-use boxoffice_platform::{health, kafka, shutdown};
+use boxoffice_platform::{health, kafka, shutdown, trace};
 use futures::StreamExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use rdkafka::Message;
@@ -76,6 +77,9 @@ struct SeatMetrics {
     restores: IntCounterVec,
     rocksdb: IntGaugeVec,
     partitions: IntGaugeVec,
+    compactions: IntGaugeVec,
+    event_seats: IntGaugeVec,
+    lag: ConsumerLag,
 }
 
 impl SeatMetrics {
@@ -114,6 +118,22 @@ impl SeatMetrics {
         r.register(Box::new(restores.clone()))?;
         r.register(Box::new(rocksdb.clone()))?;
         r.register(Box::new(partitions.clone()))?;
+        let compactions = IntGaugeVec::new(
+            Opts::new(
+                "rocksdb_compactions",
+                "RocksDB compactions: running, pending (0/1)",
+            ),
+            &["state"],
+        )?;
+        r.register(Box::new(compactions.clone()))?;
+        let event_seats = IntGaugeVec::new(
+            Opts::new(
+                "event_seats",
+                "Seats per event by state (free, held, sold), for the events of owned partitions",
+            ),
+            &["event", "state"],
+        )?;
+        r.register(Box::new(event_seats.clone()))?;
         Ok(Self {
             commands,
             batch_size,
@@ -121,6 +141,9 @@ impl SeatMetrics {
             restores,
             rocksdb,
             partitions,
+            compactions,
+            event_seats,
+            lag: ConsumerLag::new(metrics)?,
         })
     }
 }
@@ -173,6 +196,7 @@ async fn process(
     let context = TrackingContext {
         topic: topics.commands.clone(),
         tracker: tracker.clone(),
+        lag: metrics.lag.clone(),
     };
     let consumer: StreamConsumer<TrackingContext> =
         kafka::consumer(&config.common, &group(&config.common), instance, context)?;
@@ -189,7 +213,7 @@ async fn process(
         let batch = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sample.tick() => {
-                sample_store(store, metrics, owned.len());
+                sample_store(store, metrics, &owned);
                 continue;
             }
             batch = batches.next() => match batch {
@@ -213,6 +237,8 @@ async fn process(
 
         let started = Instant::now();
         let mut pending: BTreeMap<i32, PendingWrites> = BTreeMap::new();
+        // Commands at or below the applied offset: (first, last, count) per partition.
+        let mut skipped: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
         for m in &messages {
             let p = m.partition();
             if let std::collections::btree_map::Entry::Vacant(slot) = owned.entry(p) {
@@ -221,12 +247,25 @@ async fn process(
             }
             let partition = owned.get_mut(&p).expect("restored above");
             if partition.applied.is_some_and(|a| m.offset() <= a) {
+                let s = skipped.entry(p).or_insert((m.offset(), m.offset(), 0));
+                s.1 = m.offset();
+                s.2 += 1;
                 continue;
             }
             let writes = pending.entry(p).or_default();
             apply_message(partition, m, writes, metrics);
             partition.applied = Some(m.offset());
             writes.last_offset = m.offset();
+        }
+        for (p, (first, last, count)) in &skipped {
+            tracing::info!(
+                partition = p,
+                first,
+                last,
+                count,
+                applied = owned.get(p).and_then(|x| x.applied),
+                "skipped commands already applied (a replay after restore)"
+            );
         }
         metrics
             .stage_seconds
@@ -250,6 +289,14 @@ async fn process(
                 );
             }
         }
+        for (p, w) in &pending {
+            tracing::debug!(
+                partition = p,
+                last_offset = w.last_offset,
+                commands = w.spans.len(),
+                "committing batch"
+            );
+        }
         commit_batch(
             &producer, &writer, &topics, store, &mut owned, pending, metrics,
         )
@@ -258,7 +305,7 @@ async fn process(
             if let Some(p) = owned.get(&m.partition())
                 && p.applied.is_some_and(|a| a >= m.offset())
             {
-                consumer.store_offset(m.topic(), m.partition(), m.offset() + 1)?;
+                kafka::mark_processed(&consumer, m)?;
             }
         }
     }
@@ -272,9 +319,12 @@ async fn process(
 /// What one batch will write for one partition.
 #[derive(Default)]
 struct PendingWrites {
-    outcomes: Vec<(EventId, OutcomeEnvelope)>,
+    /// Outcomes with the trace context of the command they answer.
+    outcomes: Vec<(EventId, OutcomeEnvelope, trace::Carrier)>,
     records: Vec<(String, Vec<u8>)>,
     last_offset: i64,
+    /// One span per applied command, open until the batch is committed.
+    spans: Vec<tracing::Span>,
 }
 
 /// Applies one command message to its partition's seat maps.
@@ -309,6 +359,21 @@ fn apply_message(
         }
     };
     let event_id = envelope.event_id;
+    let span = tracing::info_span!(
+        "apply command",
+        otel.kind = "consumer",
+        command = command_kind(&envelope.command.kind),
+        event.id = %event_id,
+        booking.id = tracing::field::Empty,
+        partition = m.partition(),
+        offset = m.offset(),
+    );
+    if let Some(b) = envelope.command.kind.booking_id() {
+        span.record("booking.id", tracing::field::display(b));
+    }
+    trace::continue_from(&span, &trace::carrier_from_headers(m.headers()));
+    let carrier = trace::carrier_of(&span);
+    writes.spans.push(span);
     let mut slot = partition.events.remove(&event_id);
     let transition = SeatMap::apply_to(&mut slot, event_id, &envelope.command);
     if let Some(map) = slot {
@@ -349,6 +414,7 @@ fn apply_message(
                 reply_to: envelope.reply_to.clone(),
                 outcome,
             },
+            carrier.clone(),
         ));
     }
 }
@@ -390,20 +456,21 @@ async fn commit_batch(
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(10);
     let started = Instant::now();
-    let outcome_payloads: Vec<(i32, String, Vec<u8>)> = pending
+    let outcome_payloads: Vec<(i32, String, Vec<u8>, &trace::Carrier)> = pending
         .iter()
         .flat_map(|(p, w)| {
             w.outcomes
                 .iter()
-                .map(move |(e, o)| (*p, e.to_string(), encode_outcome(o)))
+                .map(move |(e, o, carrier)| (*p, e.to_string(), encode_outcome(o), carrier))
         })
         .collect();
-    let sends = outcome_payloads.iter().map(|(p, key, payload)| {
+    let sends = outcome_payloads.iter().map(|(p, key, payload, carrier)| {
         producer.send(
             FutureRecord::to(&topics.events)
                 .partition(*p)
                 .key(key)
-                .payload(payload),
+                .payload(payload)
+                .headers(trace::with_headers(OwnedHeaders::new(), carrier)),
             timeout,
         )
     });
@@ -482,7 +549,19 @@ async fn commit_batch(
     Ok(())
 }
 
-fn sample_store(store: &Store, metrics: &SeatMetrics, partitions: usize) {
+fn sample_store(store: &Store, metrics: &SeatMetrics, owned: &BTreeMap<i32, Partition>) {
+    // Events of partitions no longer owned drop out; their new owner reports them.
+    metrics.event_seats.reset();
+    for map in owned.values().flat_map(|p| p.events.values()) {
+        let c = map.counts();
+        let event = map.event_id().to_string();
+        for (state, n) in [("free", c.free), ("held", c.held), ("sold", c.sold)] {
+            metrics
+                .event_seats
+                .with_label_values(&[event.as_str(), state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
     for (kind, property) in [
         ("memtables", "rocksdb.cur-size-all-mem-tables"),
         ("block_cache", "rocksdb.block-cache-usage"),
@@ -500,8 +579,19 @@ fn sample_store(store: &Store, metrics: &SeatMetrics, partitions: usize) {
                 .set(i64::try_from(v).unwrap_or(i64::MAX));
         }
     }
+    for (state, property) in [
+        ("running", "rocksdb.num-running-compactions"),
+        ("pending", "rocksdb.compaction-pending"),
+    ] {
+        if let Some(v) = store.property(property) {
+            metrics
+                .compactions
+                .with_label_values(&[state])
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+    }
     metrics
         .partitions
         .with_label_values(&["booking-commands"])
-        .set(partitions as i64);
+        .set(owned.len() as i64);
 }
