@@ -7,26 +7,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Stack, call};
-
-async fn book(
-    stack: &Stack,
-    api: &str,
-    event: &str,
-    token: &str,
-    key: &str,
-    body: Value,
-) -> (u16, Value) {
-    call(
-        &stack.http,
-        Method::POST,
-        &format!("{api}/api/events/{event}/bookings"),
-        Some(token),
-        Some(body),
-        &[("Idempotency-Key", key)],
-    )
-    .await
-}
+use support::{Stack, book, call};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_4xx_with_a_stable_code() {
@@ -69,6 +50,23 @@ async fn bad_input_gets_a_clear_4xx_with_a_stable_code() {
             "{name}: a message for humans"
         );
     }
+
+    // The contract is published: every route with its error codes.
+    let (status, doc) = call(
+        h,
+        Method::GET,
+        &format!("{api}/api/openapi.json"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')),
+        "{doc}"
+    );
+    assert!(doc["paths"]["/api/events/{id}/bookings"]["post"]["responses"]["409"].is_object());
 
     let (status, body) = call(
         h,

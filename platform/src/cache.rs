@@ -14,7 +14,17 @@ pub const EVENT_TTL_SECS: i64 = 7 * 24 * 3600;
 pub const BOOKING_TTL_SECS: i64 = 24 * 3600;
 
 pub fn pool(common: &CommonConfig) -> anyhow::Result<Pool> {
-    Ok(Config::from_url(common.redis_url.expose()).create_pool(Some(Runtime::Tokio1))?)
+    let mut config = Config::from_url(common.redis_url.expose());
+    // Bounded waits: an unreachable Redis is an error (and a 503), not a hang.
+    let limit = Some(std::time::Duration::from_secs(5));
+    let mut pool = deadpool_redis::PoolConfig::new(64);
+    pool.timeouts = deadpool_redis::Timeouts {
+        wait: limit,
+        create: limit,
+        recycle: limit,
+    };
+    config.pool = Some(pool);
+    Ok(config.create_pool(Some(Runtime::Tokio1))?)
 }
 
 /// Readiness probe: Redis answers PING.

@@ -11,10 +11,18 @@ pub type PgPool = Pool<AsyncPgConnection>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
-/// A pool of at most `max_size` connections.
+/// A pool of at most `max_size` connections. Every wait is bounded, so an
+/// unreachable database turns into an error (and a 503) instead of a hang.
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-    Ok(Pool::builder(manager).max_size(max_size).build()?)
+    let limit = Some(std::time::Duration::from_secs(5));
+    Ok(Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(limit)
+        .create_timeout(limit)
+        .recycle_timeout(limit)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
 }
 
 /// Applies every pending migration.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::TcpListener;
@@ -328,4 +330,108 @@ pub async fn call(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// `POST /api/events/{event}/bookings` with an Idempotency-Key.
+pub async fn book(
+    stack: &Stack,
+    api: &str,
+    event: &str,
+    token: &str,
+    key: &str,
+    body: Value,
+) -> (u16, Value) {
+    call(
+        &stack.http,
+        reqwest::Method::POST,
+        &format!("{api}/api/events/{event}/bookings"),
+        Some(token),
+        Some(body),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+}
+
+/// A broker of the test's own (the same nisshi the stack runs), so a test
+/// can crash and restart it without disturbing the others.
+pub struct Broker {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn binary() -> PathBuf {
+        std::env::var_os("BOXOFFICE_NISSHI").map_or_else(
+            || {
+                PathBuf::from(std::env::var("HOME").expect("HOME"))
+                    .join(".cache/boxoffice/tools/bin/nisshi")
+            },
+            PathBuf::from,
+        )
+    }
+
+    pub async fn start(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        let mut broker = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        broker.restart().await;
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and data; waits until it listens.
+    pub async fn restart(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .expect("broker log");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(Self::binary())
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://broker.db"])
+            .args(["--group-initial-rebalance-delay", "500ms"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nisshi (scripts/stack.sh install builds it)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "broker not listening after 30s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: the broker crashes.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -1,0 +1,216 @@
+//! Dependencies failing under a running system: the broker crashes, the
+//! database connection is cut. Readiness and the write path answer 503 (or
+//! defer) while they are gone, the system recovers by itself when they come
+//! back, and no acknowledged booking is lost.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::proxy::Proxy;
+use support::{Broker, Stack, book, call};
+
+/// Polls `url` until its status is `want`; returns the last body.
+async fn wait_status(stack: &Stack, url: &str, want: u16, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = call(&stack.http, Method::GET, url, None, None, &[]).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{url} still answers {status} after {within:?}, wanted {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Long-polls a booking until it is no longer pending.
+async fn settled_booking(stack: &Stack, api: &str, token: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = call(
+            &stack.http,
+            Method::GET,
+            &format!("{api}/api/bookings/{id}?wait_ms=5000"),
+            Some(token),
+            None,
+            &[],
+        )
+        .await;
+        if status == 200 {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "booking {id} never settled: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_bookings() {
+    let mut stack = Stack::new("broker-down");
+    let mut broker = Broker::start(stack.dir.join("broker")).await;
+    stack
+        .extra_env
+        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    let api = stack.start_all().await;
+    let event = stack.create_event(&api, 1, 4, 10, 600).await;
+    let (_, token) = stack.buyer_token(&api).await;
+    let (status, before) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "before",
+        json!({ "seats": ["A-1-1"] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{before}");
+
+    broker.kill();
+    for instance in ["api-1", "seat-1", "reservation-1"] {
+        let port = stack.roles[instance].port;
+        let report = wait_status(
+            &stack,
+            &format!("http://127.0.0.1:{port}/health/ready"),
+            503,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_ne!(report["checks"]["kafka"], "ok", "{instance}: {report}");
+    }
+    let (status, refused) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "during",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["code"], "unavailable");
+    assert!(refused["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    broker.restart().await;
+    for instance in ["api-1", "seat-1", "reservation-1"] {
+        let port = stack.roles[instance].port;
+        wait_status(
+            &stack,
+            &format!("http://127.0.0.1:{port}/health/ready"),
+            200,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    // The booking acknowledged before the crash is still there, the refused
+    // one can be retried with its key, and new bookings flow again.
+    let kept = settled_booking(&stack, &api, &token, before["id"].as_str().unwrap()).await;
+    assert_eq!(kept["status"], "held");
+    let started = Instant::now();
+    let retried = loop {
+        let (status, body) = book(
+            &stack,
+            &api,
+            &event,
+            &token,
+            "during",
+            json!({ "seats": ["A-1-2"] }),
+        )
+        .await;
+        match status {
+            200 | 201 => break body,
+            202 => break settled_booking(&stack, &api, &token, body["id"].as_str().unwrap()).await,
+            _ => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "booking after recovery: {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(retried["status"], "held", "{retried}");
+    assert_eq!(retried["seats"], json!(["A-1-2"]));
+    let (status, after) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "after",
+        json!({ "seats": ["A-1-3"] }),
+    )
+    .await;
+    assert!(matches!(status, 201 | 202), "{status} {after}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_defers_bookings_and_records_them_when_it_returns() {
+    let mut stack = Stack::new("db-down");
+    let mut pg = Proxy::start("127.0.0.1:5432").await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        pg.port, stack.database
+    );
+    stack.extra_env.push(("DATABASE_URL".into(), url));
+    let api = stack.start_all().await;
+    let event = stack.create_event(&api, 1, 4, 10, 600).await;
+    let (_, token) = stack.buyer_token(&api).await;
+    let (status, before) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "before",
+        json!({ "seats": ["A-1-1"] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{before}");
+
+    pg.cut();
+    let reservation = stack.roles["reservation-1"].port;
+    let ready = format!("http://127.0.0.1:{reservation}/health/ready");
+    let report = wait_status(&stack, &ready, 503, Duration::from_secs(30)).await;
+    assert_ne!(report["checks"]["postgres"], "ok", "{report}");
+
+    // The queue still takes the booking; its outcome cannot be recorded, so
+    // the buyer gets the deferred answer (202 + where to look), not an error.
+    let (status, deferred) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "during",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await;
+    assert_eq!(status, 202, "{deferred}");
+    let id = deferred["id"].as_str().unwrap().to_owned();
+    let (status, pending) = call(
+        &stack.http,
+        Method::GET,
+        &format!("{api}/api/bookings/{id}?wait_ms=500"),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await;
+    // Whether it is recorded cannot be told while the database is away: a
+    // 503 with a reason, and the client polls again.
+    assert_eq!(status, 503, "while the database is away: {pending}");
+    assert_eq!(pending["code"], "unavailable");
+
+    pg.restore().await;
+    wait_status(&stack, &ready, 200, Duration::from_secs(60)).await;
+    let recorded = settled_booking(&stack, &api, &token, &id).await;
+    assert_eq!(recorded["status"], "held", "{recorded}");
+    assert_eq!(recorded["seats"], json!(["A-1-2"]));
+    let kept = settled_booking(&stack, &api, &token, before["id"].as_str().unwrap()).await;
+    assert_eq!(kept["status"], "held");
+}
