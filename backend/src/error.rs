@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use boxoffice_platform::views::Rejection;
-use serde_json::json;
+
+use crate::openapi::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -78,12 +79,20 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Client { status, code, message } => {
-                HttpResponse::build(*status).json(json!({ "code": code, "message": message }))
-            }
+            Self::Client {
+                status,
+                code,
+                message,
+            } => HttpResponse::build(*status).json(ErrorBody {
+                code: code.clone(),
+                message: message.clone(),
+            }),
             Self::Unavailable(what) => HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "2"))
-                .json(json!({ "code": "unavailable", "message": format!("{what}; please retry shortly") })),
+                .json(ErrorBody {
+                    code: "unavailable".to_owned(),
+                    message: format!("{what}; please retry shortly"),
+                }),
         }
     }
 }

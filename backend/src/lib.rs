@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod listener;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;

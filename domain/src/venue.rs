@@ -16,6 +16,7 @@ pub const MAX_SEATS_PER_BUYER_LIMIT: u16 = 50;
 
 /// A price category, e.g. "Premium" at 89.00 EUR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceCategory {
     pub code: String,
     pub name: String,
@@ -26,14 +27,18 @@ pub struct PriceCategory {
 
 /// A row of seats numbered 1..=seats from the left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Row {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1"))]
     pub label: RowLabel,
     pub seats: u16,
 }
 
 /// A section of the venue; its rows are listed best first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Section {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "A"))]
     pub code: SectionCode,
     pub name: String,
     pub price_category: String,
@@ -48,6 +53,7 @@ impl Section {
 
 /// The seating plan of a venue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VenueLayout {
     pub name: String,
     pub sections: Vec<Section>,
@@ -72,6 +78,7 @@ impl VenueLayout {
 
 /// Everything needed to put an event on sale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventSpec {
     pub name: String,
     /// When the performance starts (ms since the Unix epoch).

@@ -4,26 +4,34 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::Json;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::openapi::{BuyerToken, ErrorBody, OrganizerToken};
 use crate::state::Data;
 
-/// `POST /api/auth/buyer`: a new buyer identity and its token.
+/// A new buyer identity and its token.
+#[utoipa::path(post, path = "/api/auth/buyer", tag = "auth",
+    responses((status = 201, body = BuyerToken)))]
 pub async fn buyer(state: Data) -> HttpResponse {
     let id = Uuid::new_v4();
-    HttpResponse::Created()
-        .json(json!({ "buyer_id": id, "token": state.signer.issue(Role::Buyer, id) }))
+    HttpResponse::Created().json(BuyerToken {
+        buyer_id: id,
+        token: state.signer.issue(Role::Buyer, id),
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct OrganizerSignIn {
     password: String,
 }
 
-/// `POST /api/auth/organizer`: an organizer token for the right password.
+/// An organizer token for the right password.
+#[utoipa::path(post, path = "/api/auth/organizer", tag = "auth", request_body = OrganizerSignIn,
+    responses((status = 200, body = OrganizerToken),
+        (status = 401, description = "`wrong_password`", body = ErrorBody)))]
 pub async fn organizer(state: Data, body: Json<OrganizerSignIn>) -> Result<HttpResponse, ApiError> {
     use hmac::Mac;
     // Compare in constant time, through an HMAC of both sides.
@@ -41,6 +49,8 @@ pub async fn organizer(state: Data, body: Json<OrganizerSignIn>) -> Result<HttpR
         ));
     }
     let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, b"boxoffice-organizer");
-    Ok(HttpResponse::Ok()
-        .json(json!({ "organizer_id": id, "token": state.signer.issue(Role::Organizer, id) })))
+    Ok(HttpResponse::Ok().json(OrganizerToken {
+        organizer_id: id,
+        token: state.signer.issue(Role::Organizer, id),
+    }))
 }

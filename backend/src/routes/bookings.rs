@@ -8,21 +8,26 @@ use actix_web::{HttpRequest, HttpResponse};
 use boxoffice_domain::{BookingId, CommandKind, EventId, SeatId, SectionCode, Selection};
 use boxoffice_platform::views::{BookingView, EventView};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{Answer, booking, cached_booking, command, event, public};
 use crate::auth::Buyer;
 use crate::error::ApiError;
+use crate::openapi::{ErrorBody, Pending};
 use crate::state::{AppState, Data};
+use utoipa::ToSchema;
 
-/// What a buyer asks for: explicit seats, or the best `quantity` in a section.
-#[derive(Deserialize)]
+/// What a buyer asks for: explicit `seats`, or the best `quantity` adjacent
+/// seats in a `section`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
+    #[schema(example = json!(["A-1-5", "A-1-6"]))]
     seats: Option<Vec<String>>,
+    #[schema(example = "A")]
     section: Option<String>,
+    #[schema(example = 2)]
     quantity: Option<u16>,
 }
 
@@ -125,12 +130,30 @@ fn accepted(id: Uuid) -> HttpResponse {
     HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/bookings/{id}")))
         .insert_header(("Retry-After", "1"))
-        .json(json!({ "id": id, "status": "pending", "poll": format!("/api/bookings/{id}?wait_ms=10000") }))
+        .json(Pending::new(
+            id,
+            format!("/api/bookings/{id}?wait_ms=10000"),
+        ))
 }
 
-/// `POST /api/events/{id}/bookings`: holds seats, answered when the outcome
-/// is known (201 held, 409/422 refused) or, past the deadline, 202 with a
-/// URL to poll.
+/// Holds seats: answered when the outcome is known (201 held, 409/422
+/// refused) or, past the deadline, 202 with a URL to poll. Replaying an
+/// `Idempotency-Key` answers the same booking (200).
+#[utoipa::path(post, path = "/api/events/{id}/bookings", tag = "bookings",
+    request_body = BookingRequest,
+    params(("id" = Uuid, Path, description = "event id"),
+        ("Idempotency-Key" = String, Header, description = "unique per booking attempt; a retry reuses it")),
+    security(("bearer" = [])),
+    responses((status = 201, description = "seats held", body = BookingView),
+        (status = 200, description = "a replay: the same booking", body = BookingView),
+        (status = 202, description = "accepted; outcome not known yet", body = Pending),
+        (status = 400, description = "`missing_idempotency_key`, `malformed_json`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`buyers_only`", body = ErrorBody),
+        (status = 404, description = "`unknown_event`", body = ErrorBody),
+        (status = 409, description = "`seats_taken`, `sale_not_open`, `no_adjacent_seats`, `buyer_limit_exceeded`", body = ErrorBody),
+        (status = 422, description = "`invalid_quantity`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the queue is down; retry with the same key", body = ErrorBody)))]
 pub async fn create(
     state: Data,
     req: HttpRequest,
@@ -224,8 +247,9 @@ fn booking_answer(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct Wait {
+    /// Wait up to this long (ms, capped by the server) for the booking to exist.
     #[serde(default)]
     wait_ms: u64,
 }
@@ -246,8 +270,16 @@ async fn owned_booking(
     }
 }
 
-/// `GET /api/bookings/{id}?wait_ms=N`: the booking; with `wait_ms`, waits up
-/// to that long for it to exist (the long poll after a 202).
+/// The booking; with `wait_ms`, waits up to that long for it to exist (the
+/// long poll after a 202).
+#[utoipa::path(get, path = "/api/bookings/{id}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "booking id"), Wait),
+    security(("bearer" = [])),
+    responses((status = 200, body = BookingView),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`not_your_booking`", body = ErrorBody),
+        (status = 404, description = "`unknown_booking` (not yet, after a 202: poll again)", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn get(
     state: Data,
     buyer: Buyer,
@@ -274,13 +306,23 @@ pub async fn get(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
     payment_reference: String,
 }
 
-/// `POST /api/bookings/{id}/confirm`: the payment step; sells the held seats.
+/// The payment step: sells the held seats.
+#[utoipa::path(post, path = "/api/bookings/{id}/confirm", tag = "bookings", request_body = Confirm,
+    params(("id" = Uuid, Path, description = "booking id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "confirmed", body = BookingView),
+        (status = 202, description = "accepted; outcome not known yet", body = Pending),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 404, description = "`unknown_booking`", body = ErrorBody),
+        (status = 409, description = "`hold_expired`, `not_held`, `already_confirmed`", body = ErrorBody),
+        (status = 422, description = "`invalid_payment_reference`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn confirm(
     state: Data,
     buyer: Buyer,
@@ -308,7 +350,16 @@ pub async fn confirm(
     }
 }
 
-/// `DELETE /api/bookings/{id}`: cancels a hold and frees its seats.
+/// Cancels a hold and frees its seats.
+#[utoipa::path(delete, path = "/api/bookings/{id}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "booking id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "cancelled", body = BookingView),
+        (status = 202, description = "accepted; outcome not known yet", body = Pending),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 404, description = "`unknown_booking`", body = ErrorBody),
+        (status = 409, description = "`not_held`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn cancel(state: Data, buyer: Buyer, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let view = owned_booking(&state, &buyer, *id)
         .await?

@@ -10,16 +10,22 @@ use boxoffice_platform::views::EventView;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::Deserialize;
-use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Answer, command, event};
 use crate::auth::Organizer;
 use crate::error::ApiError;
+use crate::openapi::{
+    ErrorBody, EventList, EventSummary, Pending, SeatMapView, SectionAvailability,
+};
 use crate::state::Data;
 
-/// `GET /api/events`: every event, newest first.
+/// Every event, newest first.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    responses((status = 200, body = EventList),
+        (status = 503, description = "cache and storage unreachable", body = ErrorBody)))]
 pub async fn list(state: Data) -> Result<HttpResponse, ApiError> {
     let mut views = cached_events(&state).await?;
     if views.is_none() {
@@ -32,19 +38,25 @@ pub async fn list(state: Data) -> Result<HttpResponse, ApiError> {
         views = cached_events(&state).await?;
     }
     let now = now_ms();
-    let summaries: Vec<_> = views
+    let events = views
         .unwrap_or_default()
         .into_iter()
         .map(|v| {
             let v = v.refreshed(now);
-            json!({
-                "id": v.id, "name": v.name, "starts_at": v.starts_at, "venue": v.spec.venue.name,
-                "sale_state": v.sale_state, "on_sale": v.on_sale, "capacity": v.capacity,
-                "sale_opens_at": v.sale_opens_at, "sale_closes_at": v.sale_closes_at,
-            })
+            EventSummary {
+                id: v.id.0,
+                name: v.name,
+                starts_at: v.starts_at,
+                venue: v.spec.venue.name,
+                sale_state: v.sale_state,
+                on_sale: v.on_sale,
+                capacity: v.capacity,
+                sale_opens_at: v.sale_opens_at,
+                sale_closes_at: v.sale_closes_at,
+            }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": summaries })))
+    Ok(HttpResponse::Ok().json(EventList { events }))
 }
 
 /// The cached events, or `None` when the index is missing from Redis.
@@ -79,13 +91,21 @@ async fn cached_events(state: &Data) -> Result<Option<Vec<EventView>>, ApiError>
     ))
 }
 
-/// `GET /api/events/{id}`: layout, prices and on-sale window.
+/// An event: layout, prices and on-sale window.
+#[utoipa::path(get, path = "/api/events/{id}", tag = "events",
+    params(("id" = Uuid, Path, description = "event id")),
+    responses((status = 200, body = EventView),
+        (status = 404, description = "`unknown_event`", body = ErrorBody)))]
 pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(event(&state, *id).await?))
 }
 
-/// `GET /api/events/{id}/seats`: the seat map from Redis: counts per
-/// section and the status of every taken seat (absent seats are free).
+/// The seat map from the cache (Redis): counts per section and the status
+/// of every taken seat (absent seats are free).
+#[utoipa::path(get, path = "/api/events/{id}/seats", tag = "events",
+    params(("id" = Uuid, Path, description = "event id")),
+    responses((status = 200, body = SeatMapView),
+        (status = 404, description = "`unknown_event`", body = ErrorBody)))]
 pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     let mut conn = state
@@ -101,7 +121,7 @@ pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError
         .query_async(&mut conn)
         .await
         .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
-    let mut seats = serde_json::Map::new();
+    let mut seats = BTreeMap::new();
     let mut sections = Vec::new();
     for (section, taken) in view.spec.venue.sections.iter().zip(taken) {
         let (mut held, mut sold) = (0usize, 0usize);
@@ -116,20 +136,30 @@ pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError
             } else {
                 held += 1
             }
-            seats.insert(seat, json!(status));
+            seats.insert(seat, status.to_owned());
         }
         let capacity = section.capacity();
-        sections.push(json!({
-            "code": section.code, "name": section.name, "price_category": section.price_category,
-            "price_cents": view.spec.seat_price_cents(&section.code),
-            "capacity": capacity, "free": capacity.saturating_sub(held + sold), "held": held, "sold": sold,
-        }));
+        sections.push(SectionAvailability {
+            code: section.code.to_string(),
+            name: section.name.clone(),
+            price_category: section.price_category.clone(),
+            price_cents: view.spec.seat_price_cents(&section.code),
+            capacity,
+            free: capacity.saturating_sub(held + sold),
+            held,
+            sold,
+        });
     }
-    Ok(HttpResponse::Ok().json(json!({ "event_id": view.id, "on_sale": view.on_sale, "sections": sections, "seats": seats })))
+    Ok(HttpResponse::Ok().json(SeatMapView {
+        event_id: view.id.0,
+        on_sale: view.on_sale,
+        sections,
+        seats,
+    }))
 }
 
 /// What an organizer sends to create an event.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEvent {
     name: String,
@@ -152,8 +182,16 @@ fn default_hold_seconds() -> i64 {
     600
 }
 
-/// `POST /api/events` (organizers): validates the layout and creates the
-/// event through the seat-processor.
+/// Organizers: validates the layout and creates the event through the
+/// seat-processor.
+#[utoipa::path(post, path = "/api/events", tag = "events", request_body = CreateEvent,
+    security(("bearer" = [])),
+    responses((status = 201, description = "created", body = EventView),
+        (status = 202, description = "accepted; not applied yet", body = Pending),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`organizers_only`", body = ErrorBody),
+        (status = 422, description = "`invalid_event`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn create(
     state: Data,
     _organizer: Organizer,
@@ -183,12 +221,21 @@ pub async fn create(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SetSale {
     open: bool,
 }
 
-/// `POST /api/events/{id}/sale` (organizers): opens or closes the sale.
+/// Organizers: opens or closes the sale by hand.
+#[utoipa::path(post, path = "/api/events/{id}/sale", tag = "events", request_body = SetSale,
+    params(("id" = Uuid, Path, description = "event id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = EventView),
+        (status = 202, description = "accepted; not applied yet", body = Pending),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`organizers_only`", body = ErrorBody),
+        (status = 404, description = "`unknown_event`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn set_sale(
     state: Data,
     _organizer: Organizer,
@@ -219,10 +266,12 @@ async fn respond_event(
             (None, Some(view)) => Ok(HttpResponse::build(status)
                 .insert_header(("Location", format!("/api/events/{}", view.id)))
                 .json(view)),
-            (None, None) => Ok(HttpResponse::build(status).json(json!({ "id": id }))),
+            (None, None) => Ok(HttpResponse::Accepted()
+                .insert_header(("Location", format!("/api/events/{id}")))
+                .json(Pending::new(id.0, format!("/api/events/{id}")))),
         },
         Answer::Pending => Ok(HttpResponse::Accepted()
             .insert_header(("Location", format!("/api/events/{id}")))
-            .json(json!({ "id": id, "status": "pending" }))),
+            .json(Pending::new(id.0, format!("/api/events/{id}")))),
     }
 }

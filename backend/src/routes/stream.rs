@@ -12,8 +12,17 @@ use uuid::Uuid;
 
 use super::event;
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::state::Data;
+use boxoffice_platform::views::SeatFeedMessage;
 
+/// Server-sent events: `hello` first, then one `seats` event per batch of
+/// seat changes (a `SeatFeedMessage` as JSON); `reload` when this client fell
+/// behind (fetch the seat map again); a comment every 15 s keeps it open.
+#[utoipa::path(get, path = "/api/events/{id}/seats/stream", tag = "events",
+    params(("id" = Uuid, Path, description = "event id")),
+    responses((status = 200, content_type = "text/event-stream", body = SeatFeedMessage),
+        (status = 404, description = "`unknown_event`", body = ErrorBody)))]
 pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     let rx = state.feeds.subscribe(view.id.0);
