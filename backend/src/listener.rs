@@ -109,7 +109,11 @@ async fn listen(
         };
         if channel == replies {
             match serde_json::from_str::<Reply>(&payload) {
-                Ok(reply) => waiters.deliver(reply),
+                Ok(reply) => {
+                    let span = tracing::info_span!("reply to api", otel.kind = "consumer", subject = %reply.subject);
+                    boxoffice_platform::trace::continue_from(&span, &reply.trace);
+                    span.in_scope(|| waiters.deliver(reply));
+                }
                 Err(e) => tracing::warn!(error = %e, "unreadable reply"),
             }
         } else if let Some(event) = channel

@@ -30,6 +30,10 @@ pub async fn run(
     kafka::ensure_topics(&config.common).await?;
     let producer = kafka::producer(&config.common, &instance)?;
     let redis = cache::pool(&config.common)?;
+    metrics.watch_pool("redis", {
+        let redis = redis.clone();
+        move || redis.status()
+    });
     let keys = Keys::new(&config.common.redis_prefix);
     let waiters = Arc::new(Waiters::default());
     let feeds = Arc::new(SeatFeeds::default());

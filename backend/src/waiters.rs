@@ -101,6 +101,7 @@ mod tests {
             rejection: None,
             booking: None,
             event: None,
+            trace: Default::default(),
         }
     }
 

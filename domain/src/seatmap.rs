@@ -30,6 +30,14 @@ impl SeatStatus {
     }
 }
 
+/// Seats of an event by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeatCounts {
+    pub free: usize,
+    pub held: usize,
+    pub sold: usize,
+}
+
 /// Whether buyers may book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SaleState {
@@ -354,6 +362,19 @@ impl SeatMap {
             .iter()
             .enumerate()
             .map(|(i, s)| (self.seat_at(i), *s))
+    }
+
+    /// How many seats are free, held and sold.
+    pub fn counts(&self) -> SeatCounts {
+        let mut c = SeatCounts::default();
+        for s in &self.seats {
+            match s {
+                SeatStatus::Free => c.free += 1,
+                SeatStatus::Held(_) => c.held += 1,
+                SeatStatus::Sold(_) => c.sold += 1,
+            }
+        }
+        c
     }
 
     pub fn status(&self, seat: &SeatId) -> Option<SeatStatus> {

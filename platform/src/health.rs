@@ -95,6 +95,46 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
+/// Probes every dependency every 5 s into `dependency_up{dependency}` (1 or
+/// 0) and `dependency_probe_seconds{dependency}`, so dashboards and alerts
+/// see an outage without anyone calling `/health/ready`.
+fn watch_dependencies(metrics: &Metrics, readiness: Readiness) -> anyhow::Result<()> {
+    let up = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "dependency_up",
+            "Whether a dependency answered its probe (1) or not (0)",
+        ),
+        &["dependency"],
+    )?;
+    let seconds = prometheus::GaugeVec::new(
+        prometheus::Opts::new("dependency_probe_seconds", "Duration of the last probe"),
+        &["dependency"],
+    )?;
+    metrics.registry().register(Box::new(up.clone()))?;
+    metrics.registry().register(Box::new(seconds.clone()))?;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Ok(());
+    };
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            for (name, probe) in &readiness.probes {
+                let started = std::time::Instant::now();
+                let ok = matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, probe()).await,
+                    Ok(Ok(()))
+                );
+                up.with_label_values(&[name]).set(i64::from(ok));
+                seconds
+                    .with_label_values(&[name])
+                    .set(started.elapsed().as_secs_f64());
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Starts an HTTP server on `port` (all interfaces) with the health and
 /// metrics routes plus whatever `routes` adds.
 pub fn serve<F>(
@@ -106,6 +146,7 @@ pub fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
+    watch_dependencies(&metrics, readiness.clone())?;
     let metrics = web::Data::from(metrics);
     let readiness = web::Data::new(readiness);
     let server = actix_web::HttpServer::new(move || {

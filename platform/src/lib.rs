@@ -9,8 +9,10 @@ pub mod health;
 pub mod kafka;
 pub mod messages;
 pub mod metrics;
+pub mod otlp_metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 pub mod views;
 
 /// Milliseconds since the Unix epoch, the time unit of every command.

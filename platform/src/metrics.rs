@@ -5,13 +5,14 @@
 //! stands where a JVM shows its heap and GC) and process statistics.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use tracing::Instrument;
 
 /// Latency buckets in seconds, fine around the booking deadline.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -23,7 +24,14 @@ pub struct Metrics {
     registry: Registry,
     http_requests: HistogramVec,
     allocator: IntGaugeVec,
+    runtime: IntGaugeVec,
+    /// The role's main runtime (actix serves /metrics from its own workers).
+    runtime_handle: Option<tokio::runtime::Handle>,
+    pools: IntGaugeVec,
+    samplers: Mutex<Vec<Sampler>>,
 }
+
+type Sampler = Box<dyn Fn() + Send + Sync>;
 
 impl Metrics {
     pub fn new(role: &str, instance: &str) -> anyhow::Result<Arc<Self>> {
@@ -49,24 +57,76 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(allocator.clone()))?;
+        let runtime = IntGaugeVec::new(
+            Opts::new(
+                "tokio_runtime",
+                "Tokio runtime: workers, alive_tasks, global_queue_depth",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(runtime.clone()))?;
+        let pools = IntGaugeVec::new(
+            Opts::new(
+                "pool_connections",
+                "Connection pools (postgres, redis): max, open, idle, in_use, waiting",
+            ),
+            &["pool", "state"],
+        )?;
+        registry.register(Box::new(pools.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        Ok(Arc::new(Self {
+        let metrics = Arc::new(Self {
             registry,
             http_requests,
             allocator,
-        }))
+            runtime,
+            runtime_handle: tokio::runtime::Handle::try_current().ok(),
+            pools,
+            samplers: Mutex::new(Vec::new()),
+        });
+        crate::otlp_metrics::spawn(Arc::downgrade(&metrics), role, instance);
+        Ok(metrics)
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
-    /// The Prometheus text exposition of every metric, allocator stats fresh.
+    /// Reports a connection pool's usage on every scrape.
+    pub fn watch_pool(
+        &self,
+        name: &str,
+        status: impl Fn() -> deadpool::Status + Send + Sync + 'static,
+    ) {
+        let gauges = self.pools.clone();
+        let name = name.to_owned();
+        self.samplers
+            .lock()
+            .expect("samplers lock")
+            .push(Box::new(move || {
+                let s = status();
+                let gauge = |state: &str, v: usize| {
+                    gauges
+                        .with_label_values(&[name.as_str(), state])
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                };
+                gauge("max", s.max_size);
+                gauge("open", s.size);
+                gauge("idle", s.available);
+                gauge("in_use", s.size.saturating_sub(s.available));
+                gauge("waiting", s.waiting);
+            }));
+    }
+
+    /// The Prometheus text exposition of every metric, sampled values fresh.
     pub fn render(&self) -> String {
         self.sample_allocator();
+        self.sample_runtime();
+        for sample in self.samplers.lock().expect("samplers lock").iter() {
+            sample();
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics failed");
@@ -95,6 +155,22 @@ impl Metrics {
         }
     }
 
+    fn sample_runtime(&self) {
+        let Some(handle) = &self.runtime_handle else {
+            return;
+        };
+        let m = handle.metrics();
+        for (kind, v) in [
+            ("workers", m.num_workers()),
+            ("alive_tasks", m.num_alive_tasks()),
+            ("global_queue_depth", m.global_queue_depth()),
+        ] {
+            self.runtime
+                .with_label_values(&[kind])
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Records one HTTP request.
     pub fn observe_http(&self, route: &str, method: &str, status: u16, started: Instant) {
         self.http_requests
@@ -113,9 +189,44 @@ pub async fn track_http(
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let metrics = req.app_data::<actix_web::web::Data<Metrics>>().cloned();
-    let res = next.call(req).await?;
+    // Probes and scrapes are not worth a trace each.
+    let quiet = route.starts_with("/health") || route == "/metrics";
+    let span = if quiet {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+        "HTTP request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        )
+    };
+    // A caller's W3C trace context (e.g. a browser's) continues here.
+    let carrier: crate::trace::Carrier = ["traceparent", "tracestate"]
+        .iter()
+        .filter_map(|h| {
+            let v = req.headers().get(*h)?.to_str().ok()?;
+            Some(((*h).to_owned(), v.to_owned()))
+        })
+        .collect();
+    crate::trace::continue_from(&span, &carrier);
+    let res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    if !quiet {
+        // The access log: inside the span, so the line carries its trace id.
+        span.in_scope(|| {
+            tracing::info!(
+                status,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request served"
+            );
+        });
+    }
     if let Some(m) = metrics {
-        m.observe_http(&route, &method, res.status().as_u16(), started);
+        m.observe_http(&route, &method, status, started);
     }
     Ok(res)
 }

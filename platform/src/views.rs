@@ -12,8 +12,9 @@ fn ms_to_time(ms: i64) -> DateTime<Utc> {
 }
 
 /// An event as buyers see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventView {
+    #[schema(value_type = uuid::Uuid)]
     pub id: EventId,
     pub name: String,
     pub starts_at: DateTime<Utc>,
@@ -70,7 +71,7 @@ pub fn sale_name(sale: SaleState) -> &'static str {
 }
 
 /// A booking as its buyer sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BookingView {
     pub id: Uuid,
     pub event_id: Uuid,
@@ -84,6 +85,7 @@ pub struct BookingView {
     pub payment_reference: Option<String>,
     pub updated_at: DateTime<Utc>,
     /// Digest of the creating request; not shown to clients.
+    #[schema(ignore)]
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
     /// Outcome sequence this view reflects (newer wins).
@@ -115,7 +117,7 @@ impl BookingView {
 }
 
 /// A refusal as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rejection {
     pub code: String,
     pub message: String,
@@ -139,10 +141,13 @@ pub struct Reply {
     pub rejection: Option<Rejection>,
     pub booking: Option<BookingView>,
     pub event: Option<EventView>,
+    /// W3C trace context of the span that recorded the outcome.
+    #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub trace: std::collections::HashMap<String, String>,
 }
 
 /// One seat's new status, streamed to open seat maps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeatChange {
     pub seat: String,
     /// `free`, `held` or `sold`.
@@ -151,7 +156,7 @@ pub struct SeatChange {
 }
 
 /// The seat changes of one outcome, published on the event's seat feed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeatFeedMessage {
     pub event_id: Uuid,
     pub version: i64,

@@ -13,16 +13,20 @@ use actix_web::web;
 use boxoffice_domain::{Command, CommandKind, EventId};
 use boxoffice_platform::messages::{CommandEnvelope, encode_command};
 use boxoffice_platform::now_ms;
+use boxoffice_platform::trace;
 use boxoffice_platform::views::{BookingView, EventView, Reply};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::FutureRecord;
 use redis::AsyncCommands;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/auth/buyer", web::post().to(auth::buyer))
+    cfg.route("/api/openapi.json", web::get().to(crate::openapi::document))
+        .route("/api/auth/buyer", web::post().to(auth::buyer))
         .route("/api/auth/organizer", web::post().to(auth::organizer))
         .route("/api/events", web::get().to(events::list))
         .route("/api/events", web::post().to(events::create))
@@ -78,13 +82,26 @@ pub async fn command(
     let started = Instant::now();
     // Bounded: with the broker down, answer 503 rather than hang. The command
     // may still go out later; a retry with the same Idempotency-Key is safe.
+    let span = tracing::info_span!(
+        "publish command",
+        otel.kind = "producer",
+        messaging.destination.name = %state.topics.commands,
+        command = label,
+        event.id = %event,
+        subject = %subject,
+    );
+    let headers = trace::with_headers(OwnedHeaders::new(), &trace::carrier_of(&span));
     let publish = state.producer.send(
         FutureRecord::to(&state.topics.commands)
             .key(&key)
-            .payload(&payload),
+            .payload(&payload)
+            .headers(headers),
         Duration::from_secs(2),
     );
-    let published = match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+    let published = match tokio::time::timeout(PUBLISH_TIMEOUT, publish)
+        .instrument(span)
+        .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(e.to_string()),
         Err(_) => Err(format!(

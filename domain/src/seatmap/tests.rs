@@ -277,6 +277,12 @@ fn confirm_sells_and_confirm_after_expiry_is_refused() {
     assert_eq!(rejection, None);
     assert_eq!(b.unwrap().status, BookingStatus::Confirmed);
     assert_eq!(m.status(&seat("A-1-1")), Some(SeatStatus::Sold(booking(1))));
+    let counts = m.counts();
+    assert_eq!((counts.held, counts.sold), (1, 1), "{counts:?}");
+    assert_eq!(
+        counts.free + counts.held + counts.sold,
+        m.spec().venue.capacity()
+    );
     assert_eq!(
         single(&m.apply(&pay(1, 1, HOLD_MS + 5))).1,
         None,
