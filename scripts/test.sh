@@ -21,6 +21,9 @@ psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datnam
 
 step "format"
 cargo fmt --all --check
+step "grafana files match grafana/generate.py"
+python3 grafana/generate.py >/dev/null
+git diff --exit-code --stat -- grafana || { echo "grafana/ is stale: run python3 grafana/generate.py and commit"; exit 1; }
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 step "build"

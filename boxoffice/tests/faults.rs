@@ -52,18 +52,14 @@ async fn settled_booking(stack: &Stack, api: &str, token: &str, id: &str) -> Val
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_bookings() {
-    let mut stack = Stack::new("broker-down");
-    let mut broker = Broker::start(stack.dir.join("broker")).await;
-    stack
-        .extra_env
-        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+/// Starts one of each role, creates an event and holds seat A-1-1: the
+/// booking acknowledged before the fault. Returns (api, event, token, booking).
+async fn running_with_a_booking(stack: &mut Stack) -> (String, String, String, Value) {
     let api = stack.start_all().await;
     let event = stack.create_event(&api, 1, 4, 10, 600).await;
     let (_, token) = stack.buyer_token(&api).await;
     let (status, before) = book(
-        &stack,
+        stack,
         &api,
         &event,
         &token,
@@ -72,6 +68,17 @@ async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_booki
     )
     .await;
     assert_eq!(status, 201, "{before}");
+    (api, event, token, before)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_bookings() {
+    let mut stack = Stack::new("broker-down");
+    let mut broker = Broker::start(stack.dir.join("broker")).await;
+    stack
+        .extra_env
+        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    let (api, event, token, before) = running_with_a_booking(&mut stack).await;
 
     broker.kill();
     for instance in ["api-1", "seat-1", "reservation-1"] {
@@ -159,19 +166,7 @@ async fn a_database_outage_defers_bookings_and_records_them_when_it_returns() {
         pg.port, stack.database
     );
     stack.extra_env.push(("DATABASE_URL".into(), url));
-    let api = stack.start_all().await;
-    let event = stack.create_event(&api, 1, 4, 10, 600).await;
-    let (_, token) = stack.buyer_token(&api).await;
-    let (status, before) = book(
-        &stack,
-        &api,
-        &event,
-        &token,
-        "before",
-        json!({ "seats": ["A-1-1"] }),
-    )
-    .await;
-    assert_eq!(status, 201, "{before}");
+    let (api, event, token, before) = running_with_a_booking(&mut stack).await;
 
     pg.cut();
     let reservation = stack.roles["reservation-1"].port;
