@@ -76,7 +76,12 @@ cmd_install() {
 start_broker() {
   local pidfile="$STACK/broker/pid"
   if pid_alive "$pidfile"; then say "broker already running (pid $(cat "$pidfile"))"; return; fi
-  port_open "$BROKER_PORT" && die "port $BROKER_PORT is taken by another process; stop it or free the port"
+  if port_open "$BROKER_PORT"; then
+    # Another checkout's stack (or a real Kafka): everything here uses its own
+    # topic prefixes and groups, so sharing the broker is safe.
+    broker_ready && { say "a Kafka-protocol broker already answers on 127.0.0.1:$BROKER_PORT; using it"; return; }
+    die "port $BROKER_PORT is taken by something that is not a Kafka broker; stop it or free the port"
+  fi
   mkdir -p "$STACK/broker"
   say "starting the broker on 127.0.0.1:$BROKER_PORT (data in $STACK/broker)"
   (cd "$STACK/broker" && exec setsid "$TOOLS/bin/nisshi" broker \
@@ -123,7 +128,13 @@ start_prometheus() {
     say "Prometheus already running (pid $(cat "$pidfile")); configuration reloaded"
     return
   fi
-  port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is taken by another process (a system Prometheus? stop it: pkill prometheus)"
+  if port_open "$PROMETHEUS_PORT"; then
+    if curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" -o /dev/null; then
+      say "a Prometheus already answers on 127.0.0.1:$PROMETHEUS_PORT (another checkout's?); using it: it scrapes its own targets, not $dir/targets"
+      return
+    fi
+    die "port $PROMETHEUS_PORT is taken by another process; stop it or free the port"
+  fi
   say "starting Prometheus on 127.0.0.1:$PROMETHEUS_PORT"
   (exec setsid prometheus --config.file "$dir/prometheus.yml" --storage.tsdb.path "$dir/data" \
       --web.listen-address "127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle \
