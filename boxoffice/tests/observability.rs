@@ -216,15 +216,42 @@ async fn every_dashboard_panel_and_alert_query_returns_data_during_a_load_run() 
     // A text capture of what matters during the load, for people reading the log.
     for (label, expr) in [
         (
-            "bookings held/s",
-            "sum(rate(boxoffice_booking_outcomes_total{kind=\"booking\",result=\"held\"}[15s]))",
+            "booking outcomes/s by result",
+            "sum by (result) (rate(boxoffice_booking_outcomes_total{kind=\"booking\"}[15s]))",
         ),
         (
-            "booking p99 s",
+            "booking call p99 (s)",
             "histogram_quantile(0.99, sum by (le) (rate(boxoffice_http_request_duration_seconds_bucket{route=\"/api/events/{id}/bookings\"}[15s])))",
         ),
-        ("lag (all partitions)", "sum(boxoffice_kafka_consumer_lag)"),
-        ("seats free", "sum(boxoffice_event_seats{state=\"free\"})"),
+        (
+            "p99 latency by pod (s)",
+            "histogram_quantile(0.99, sum by (le, pod) (rate(boxoffice_http_request_duration_seconds_bucket{route!~\"/health.*|/metrics\"}[15s])))",
+        ),
+        (
+            "consumer lag by topic",
+            "sum by (topic) (boxoffice_kafka_consumer_lag)",
+        ),
+        ("seats by state", "sum by (state) (boxoffice_event_seats)"),
+        (
+            "jemalloc allocated by pod (bytes)",
+            "sum by (pod) (boxoffice_allocator_bytes{kind=\"allocated\"})",
+        ),
+        (
+            "process RSS by pod (bytes)",
+            "sum by (pod) (boxoffice_process_resident_memory_bytes)",
+        ),
+        (
+            "RocksDB memory by kind (bytes)",
+            "sum by (kind) (boxoffice_rocksdb_bytes{kind=~\"memtables|block_cache|table_readers\"})",
+        ),
+        (
+            "stage p99 (s)",
+            "histogram_quantile(0.99, sum by (le, stage) (rate(boxoffice_processing_stage_seconds_bucket[15s])))",
+        ),
+        (
+            "pool connections in use",
+            "sum by (pod, pool) (boxoffice_pool_connections{state=\"in_use\"})",
+        ),
     ] {
         let r: Value = stack
             .http
@@ -236,10 +263,25 @@ async fn every_dashboard_panel_and_alert_query_returns_data_during_a_load_run() 
             .json()
             .await
             .unwrap();
-        eprintln!(
-            "[observability] {label}: {}",
-            r["data"]["result"][0]["value"][1]
-        );
+        let rows: Vec<String> = r["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                let labels: Vec<String> = row["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect();
+                format!(
+                    "{{{}}} {}",
+                    labels.join(","),
+                    row["value"][1].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        eprintln!("[observability] {label}: {}", rows.join("  "));
     }
     let _ = load.kill();
     let _ = load.wait();

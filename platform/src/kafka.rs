@@ -139,7 +139,7 @@ pub async fn probe(producer: FutureProducer) -> Result<(), String> {
 
 /// Queue depth as this consumer sees it: `kafka_consumer_lag{topic,
 /// partition}`, from librdkafka's statistics (high watermark minus the
-/// consumer's position), for the partitions it owns right now.
+/// offset stored after processing), for the partitions it owns right now.
 #[derive(Clone)]
 pub struct ConsumerLag {
     lag: prometheus::IntGaugeVec,
@@ -165,12 +165,19 @@ impl ConsumerLag {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal partition and unknown lag.
-                if *partition < 0 || p.consumer_lag < 0 {
+                // The lag behind what was marked processed, not behind the
+                // last (once a second) commit.
+                let lag = if p.consumer_lag_stored >= 0 {
+                    p.consumer_lag_stored
+                } else {
+                    p.consumer_lag
+                };
+                if *partition < 0 || lag < 0 {
                     continue;
                 }
                 self.lag
                     .with_label_values(&[topic.as_str(), &partition.to_string()])
-                    .set(p.consumer_lag);
+                    .set(lag);
             }
         }
     }
