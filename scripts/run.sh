@@ -44,12 +44,9 @@ start_role reservation-processor reservation-processor-1 8180
 start_role seat-processor seat-processor-1 8280
 start_role api api-1 8080
 
+# Every metric carries its own role and pod labels; the targets add none.
 cat >"$STACK/prometheus/targets/boxoffice.json" <<JSON
-[
-  {"targets": ["127.0.0.1:8080"], "labels": {"role": "api", "pod": "api-1"}},
-  {"targets": ["127.0.0.1:8180"], "labels": {"role": "reservation-processor", "pod": "reservation-processor-1"}},
-  {"targets": ["127.0.0.1:8280"], "labels": {"role": "seat-processor", "pod": "seat-processor-1"}}
-]
+[{"targets": ["127.0.0.1:8080", "127.0.0.1:8180", "127.0.0.1:8280"]}]
 JSON
 
 say "creating the demo event"
@@ -58,7 +55,7 @@ say "creating the demo event"
 cat <<TXT
 
 boxoffice is running:
-  API              http://127.0.0.1:8080/api/events
+  API              http://127.0.0.1:8080/api/events  (contract: /api/openapi.json)
   metrics          http://127.0.0.1:8080/metrics  (:8180 reservation-processor, :8280 seat-processor)
   Prometheus       http://127.0.0.1:9090
   logs             $STACK/logs/
