@@ -1,5 +1,6 @@
-//! One booking is one trace: the roles export spans by OTLP (HTTP/protobuf)
-//! to a receiver in this test, which checks that the API, seat-processor and
+//! One booking is one trace: the roles export spans by OTLP to receivers in
+//! this test (the API and reservation-processor by HTTP/protobuf, the
+//! seat-processor by gRPC, so both exporters are exercised), which checks that the API, seat-processor and
 //! reservation-processor spans of a booking share a trace id and link to
 //! their parents across Kafka and Redis. The same receiver gets the metrics
 //! pushed by OTLP from the instruments `/metrics` shows.
@@ -11,6 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -35,13 +45,17 @@ type Spans = Arc<Mutex<Vec<Received>>>;
 type Pushed = Arc<Mutex<Vec<(String, String)>>>;
 
 async fn export_metrics(pushed: web::Data<Pushed>, body: web::Bytes) -> HttpResponse {
-    use opentelemetry_proto::tonic::collector::metrics::v1::{
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-    };
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     let Ok(request) = ExportMetricsServiceRequest::decode(body.as_ref()) else {
         return HttpResponse::BadRequest().finish();
     };
+    record_metrics(&pushed, request);
+    HttpResponse::Ok()
+        .content_type("application/x-protobuf")
+        .body(ExportMetricsServiceResponse::default().encode_to_vec())
+}
+
+fn record_metrics(pushed: &Pushed, request: ExportMetricsServiceRequest) {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     let mut out = pushed.lock().unwrap();
     for rm in request.resource_metrics {
         for sm in rm.scope_metrics {
@@ -62,15 +76,47 @@ async fn export_metrics(pushed: web::Data<Pushed>, body: web::Bytes) -> HttpResp
             }
         }
     }
-    HttpResponse::Ok()
-        .content_type("application/x-protobuf")
-        .body(ExportMetricsServiceResponse::default().encode_to_vec())
+}
+
+/// The gRPC side of the metrics receiver.
+struct GrpcMetrics(Pushed);
+
+#[tonic::async_trait]
+impl MetricsService for GrpcMetrics {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        record_metrics(&self.0, request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
 }
 
 async fn export(spans: web::Data<Spans>, body: web::Bytes) -> HttpResponse {
     let Ok(request) = ExportTraceServiceRequest::decode(body.as_ref()) else {
         return HttpResponse::BadRequest().finish();
     };
+    record(&spans, request);
+    HttpResponse::Ok()
+        .content_type("application/x-protobuf")
+        .body(ExportTraceServiceResponse::default().encode_to_vec())
+}
+
+/// The gRPC side of the receiver.
+struct GrpcReceiver(Spans);
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        record(&self.0, request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn record(spans: &Spans, request: ExportTraceServiceRequest) {
     let mut out = spans.lock().unwrap();
     for rs in request.resource_spans {
         let service = rs
@@ -103,9 +149,6 @@ async fn export(spans: web::Data<Spans>, body: web::Bytes) -> HttpResponse {
             }
         }
     }
-    HttpResponse::Ok()
-        .content_type("application/x-protobuf")
-        .body(ExportTraceServiceResponse::default().encode_to_vec())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -132,19 +175,32 @@ async fn one_booking_is_one_trace_across_kafka_and_redis_and_metrics_are_pushed(
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
 
+    let grpc_port = support::free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(GrpcReceiver(spans.clone())))
+            .add_service(MetricsServiceServer::new(GrpcMetrics(pushed.clone())))
+            .serve(([127, 0, 0, 1], grpc_port).into()),
+    );
+
+    // Each role exports with its own settings: HTTP for two, gRPC for one.
+    let otlp = |endpoint: String, protocol: &str| -> Vec<(String, String)> {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+            ("OTEL_METRIC_EXPORT_INTERVAL".into(), "1000".into()),
+        ]
+    };
+    let over_http = otlp(format!("http://127.0.0.1:{port}"), "http/protobuf");
+    let over_grpc = otlp(format!("http://127.0.0.1:{grpc_port}"), "grpc");
     let mut stack = Stack::new("traces");
-    for (k, v) in [
-        (
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{port}"),
-        ),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
-    ] {
-        stack.extra_env.push((k.into(), v));
-    }
-    let api = stack.start_all().await;
+    stack.extra_env = over_http.clone();
+    stack.start("reservation-processor", "reservation-1").await;
+    stack.extra_env = over_grpc;
+    stack.start("seat-processor", "seat-1").await;
+    stack.extra_env = over_http;
+    let api = format!("http://127.0.0.1:{}", stack.start("api", "api-1").await);
     let event = stack.create_event(&api, 1, 4, 10, 600).await;
     let (_, token) = stack.buyer_token(&api).await;
     let (status, booking) = book(

@@ -301,6 +301,10 @@ impl Drop for Stack {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+        // A passing test leaves nothing behind; a failing one keeps its logs.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
