@@ -12,11 +12,18 @@ use serde_json::{Value, json};
 use support::proxy::Proxy;
 use support::{Broker, Stack, book, call};
 
-/// Polls `url` until its status is `want`; returns the last body.
-async fn wait_status(stack: &Stack, url: &str, want: u16, within: Duration) -> Value {
+/// Polls `url` (as the holder of `token`, if any) until it answers `want`;
+/// returns that body.
+async fn wait_status(
+    stack: &Stack,
+    url: &str,
+    token: Option<&str>,
+    want: u16,
+    within: Duration,
+) -> Value {
     let started = Instant::now();
     loop {
-        let (status, body) = call(&stack.http, Method::GET, url, None, None, &[]).await;
+        let (status, body) = call(&stack.http, Method::GET, url, token, None, &[]).await;
         if status == want {
             return body;
         }
@@ -28,28 +35,10 @@ async fn wait_status(stack: &Stack, url: &str, want: u16, within: Duration) -> V
     }
 }
 
-/// Long-polls a booking until it is no longer pending.
+/// Long-polls a booking until it exists (no longer pending).
 async fn settled_booking(stack: &Stack, api: &str, token: &str, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, body) = call(
-            &stack.http,
-            Method::GET,
-            &format!("{api}/api/bookings/{id}?wait_ms=5000"),
-            Some(token),
-            None,
-            &[],
-        )
-        .await;
-        if status == 200 {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "booking {id} never settled: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let url = format!("{api}/api/bookings/{id}?wait_ms=5000");
+    wait_status(stack, &url, Some(token), 200, Duration::from_secs(90)).await
 }
 
 /// Starts one of each role, creates an event and holds seat A-1-1: the
@@ -82,14 +71,8 @@ async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_booki
 
     broker.kill();
     for instance in ["api-1", "seat-1", "reservation-1"] {
-        let port = stack.roles[instance].port;
-        let report = wait_status(
-            &stack,
-            &format!("http://127.0.0.1:{port}/health/ready"),
-            503,
-            Duration::from_secs(30),
-        )
-        .await;
+        let ready = stack.ready_url(instance);
+        let report = wait_status(&stack, &ready, None, 503, Duration::from_secs(30)).await;
         assert_ne!(report["checks"]["kafka"], "ok", "{instance}: {report}");
     }
     let (status, refused) = book(
@@ -107,14 +90,8 @@ async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_booki
 
     broker.restart().await;
     for instance in ["api-1", "seat-1", "reservation-1"] {
-        let port = stack.roles[instance].port;
-        wait_status(
-            &stack,
-            &format!("http://127.0.0.1:{port}/health/ready"),
-            200,
-            Duration::from_secs(60),
-        )
-        .await;
+        let ready = stack.ready_url(instance);
+        wait_status(&stack, &ready, None, 200, Duration::from_secs(60)).await;
     }
     // The booking acknowledged before the crash is still there, the refused
     // one can be retried with its key, and new bookings flow again.
@@ -169,9 +146,8 @@ async fn a_database_outage_defers_bookings_and_records_them_when_it_returns() {
     let (api, event, token, before) = running_with_a_booking(&mut stack).await;
 
     pg.cut();
-    let reservation = stack.roles["reservation-1"].port;
-    let ready = format!("http://127.0.0.1:{reservation}/health/ready");
-    let report = wait_status(&stack, &ready, 503, Duration::from_secs(30)).await;
+    let ready = stack.ready_url("reservation-1");
+    let report = wait_status(&stack, &ready, None, 503, Duration::from_secs(30)).await;
     assert_ne!(report["checks"]["postgres"], "ok", "{report}");
 
     // The queue still takes the booking; its outcome cannot be recorded, so
@@ -202,7 +178,7 @@ async fn a_database_outage_defers_bookings_and_records_them_when_it_returns() {
     assert_eq!(pending["code"], "unavailable");
 
     pg.restore().await;
-    wait_status(&stack, &ready, 200, Duration::from_secs(60)).await;
+    wait_status(&stack, &ready, None, 200, Duration::from_secs(60)).await;
     let recorded = settled_booking(&stack, &api, &token, &id).await;
     assert_eq!(recorded["status"], "held", "{recorded}");
     assert_eq!(recorded["seats"], json!(["A-1-2"]));

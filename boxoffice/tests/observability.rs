@@ -89,7 +89,7 @@ fn as_grafana_sends(expr: &str) -> String {
 }
 
 /// Runs an instant query: `Ok(rows)` or why it failed.
-async fn query(stack: &Stack, prometheus: &str, expr: &str) -> Result<usize, String> {
+async fn query(stack: &Stack, prometheus: &str, expr: &str) -> Result<Vec<Value>, String> {
     let r: Value = stack
         .http
         .get(format!("{prometheus}/api/v1/query"))
@@ -103,7 +103,7 @@ async fn query(stack: &Stack, prometheus: &str, expr: &str) -> Result<usize, Str
     if r["status"] != "success" {
         return Err(format!("{}: {}", r["errorType"], r["error"]));
     }
-    Ok(r["data"]["result"].as_array().map_or(0, Vec::len))
+    Ok(r["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
 /// Every query the dashboards and alert rules run, with where it comes from.
@@ -202,7 +202,7 @@ async fn every_dashboard_panel_and_alert_query_returns_data_during_a_load_run() 
         let mut still = Vec::new();
         for (what, expr, _) in pending {
             match query(&stack, &prom.url, &expr).await {
-                Ok(n) if n > 0 => {}
+                Ok(rows) if !rows.is_empty() => {}
                 Ok(_) => still.push((what, expr, "no data".to_owned())),
                 Err(e) => still.push((what, expr, e)),
             }
@@ -253,20 +253,10 @@ async fn every_dashboard_panel_and_alert_query_returns_data_during_a_load_run() 
             "sum by (pod, pool) (boxoffice_pool_connections{state=\"in_use\"})",
         ),
     ] {
-        let r: Value = stack
-            .http
-            .get(format!("{}/api/v1/query", prom.url))
-            .query(&[("query", expr)])
-            .send()
+        let rows: Vec<String> = query(&stack, &prom.url, expr)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let rows: Vec<String> = r["data"]["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|e| panic!("{label}: {e}"))
+            .iter()
             .map(|row| {
                 let labels: Vec<String> = row["metric"]
                     .as_object()

@@ -40,21 +40,27 @@ impl Readiness {
         self
     }
 
-    /// Runs every probe concurrently: whether all passed, and a report.
+    /// Runs every probe concurrently, each bounded by the probe timeout:
+    /// its name, result and duration.
+    async fn probe_all(&self) -> Vec<(&'static str, Result<(), String>, Duration)> {
+        futures::future::join_all(self.probes.iter().map(|(name, probe)| async move {
+            let started = std::time::Instant::now();
+            let result = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            };
+            (*name, result, started.elapsed())
+        }))
+        .await
+    }
+
+    /// Runs every probe: whether all passed, and a report.
     pub async fn check(&self) -> (bool, serde_json::Value) {
-        let results =
-            futures::future::join_all(self.probes.iter().map(|(name, probe)| async move {
-                let result = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
-                };
-                (*name, result)
-            }))
-            .await;
-        let ok = results.iter().all(|(_, r)| r.is_ok());
+        let results = self.probe_all().await;
+        let ok = results.iter().all(|(_, r, _)| r.is_ok());
         let report: serde_json::Map<_, _> = results
             .into_iter()
-            .map(|(name, r)| {
+            .map(|(name, r, _)| {
                 (
                     name.to_owned(),
                     r.err().map_or_else(|| json!("ok"), |e| json!(e)),
@@ -119,16 +125,9 @@ fn watch_dependencies(metrics: &Metrics, readiness: Readiness) -> anyhow::Result
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            for (name, probe) in &readiness.probes {
-                let started = std::time::Instant::now();
-                let ok = matches!(
-                    tokio::time::timeout(PROBE_TIMEOUT, probe()).await,
-                    Ok(Ok(()))
-                );
-                up.with_label_values(&[name]).set(i64::from(ok));
-                seconds
-                    .with_label_values(&[name])
-                    .set(started.elapsed().as_secs_f64());
+            for (name, result, took) in readiness.probe_all().await {
+                up.with_label_values(&[name]).set(i64::from(result.is_ok()));
+                seconds.with_label_values(&[name]).set(took.as_secs_f64());
             }
         }
     });

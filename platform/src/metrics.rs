@@ -120,13 +120,19 @@ impl Metrics {
             }));
     }
 
-    /// The Prometheus text exposition of every metric, sampled values fresh.
-    pub fn render(&self) -> String {
+    /// Refreshes the sampled values (allocator, runtime, pools): done before
+    /// every scrape and every OTLP push.
+    pub fn sample(&self) {
         self.sample_allocator();
         self.sample_runtime();
         for sample in self.samplers.lock().expect("samplers lock").iter() {
             sample();
         }
+    }
+
+    /// The Prometheus text exposition of every metric, sampled values fresh.
+    pub fn render(&self) -> String {
+        self.sample();
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics failed");

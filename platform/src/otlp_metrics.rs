@@ -55,7 +55,7 @@ pub fn spawn(metrics: Weak<Metrics>, role: &str, pod: &str) {
                 return;
             };
             // Sampled gauges (allocator, pools, runtime) are fresh as on a scrape.
-            metrics.render();
+            metrics.sample();
             let request = export_request(&metrics.registry().gather(), &resource, started);
             drop(metrics);
             let sent = if http {

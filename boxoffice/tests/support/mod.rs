@@ -110,15 +110,19 @@ impl Stack {
         port
     }
 
+    /// The readiness URL of a running instance.
+    pub fn ready_url(&self, instance: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/health/ready",
+            self.roles[instance].port
+        )
+    }
+
     pub async fn wait_ready(&mut self, instance: &str) {
-        let port = self.roles[instance].port;
+        let url = self.ready_url(instance);
         let started = Instant::now();
         loop {
-            if let Ok(r) = self
-                .http
-                .get(format!("http://127.0.0.1:{port}/health/ready"))
-                .send()
-                .await
+            if let Ok(r) = self.http.get(&url).send().await
                 && r.status().is_success()
             {
                 return;
