@@ -26,7 +26,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Buyer => "buyer",
             Self::Organizer => "organizer",
@@ -73,7 +73,8 @@ impl Signer {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<(Role, Uuid), ApiError> {
+/// The role and id behind the request's bearer token.
+pub fn bearer(req: &HttpRequest) -> Result<(Role, Uuid), ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("app state is registered");

@@ -21,6 +21,32 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// Who a token belongs to.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    /// `buyer` or `organizer`.
+    pub role: String,
+    pub id: Uuid,
+}
+
+/// An event's sale as organizers watch it: seats by state from the cache,
+/// bookings by status and rejection reason from PostgreSQL.
+#[derive(Serialize, ToSchema)]
+pub struct EventStats {
+    pub event_id: Uuid,
+    pub name: String,
+    pub on_sale: bool,
+    pub capacity: usize,
+    pub free: usize,
+    pub held: usize,
+    pub sold: usize,
+    /// Currency of the event's prices (ISO 4217).
+    pub currency: String,
+    pub bookings: boxoffice_platform::views::BookingTally,
+    /// When these figures were read, milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
 /// A new buyer identity.
 #[derive(Serialize, ToSchema)]
 pub struct BuyerToken {
@@ -113,11 +139,13 @@ impl Pending {
     paths(
         routes::auth::buyer,
         routes::auth::organizer,
+        routes::auth::session,
         routes::events::list,
         routes::events::create,
         routes::events::get,
         routes::events::set_sale,
         routes::events::seats,
+        routes::events::stats,
         routes::stream::seats,
         routes::bookings::create,
         routes::bookings::get,
@@ -161,11 +189,13 @@ mod tests {
         let expected = [
             ("post", "/api/auth/buyer"),
             ("post", "/api/auth/organizer"),
+            ("get", "/api/auth/session"),
             ("get", "/api/events"),
             ("post", "/api/events"),
             ("get", "/api/events/{id}"),
             ("post", "/api/events/{id}/sale"),
             ("get", "/api/events/{id}/seats"),
+            ("get", "/api/events/{id}/stats"),
             ("get", "/api/events/{id}/seats/stream"),
             ("post", "/api/events/{id}/bookings"),
             ("get", "/api/bookings/{id}"),

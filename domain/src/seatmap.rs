@@ -90,6 +90,31 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, for looking one up by its code.
+    pub const ALL: [Self; 16] = [
+        Self::UnknownEvent,
+        Self::EventExists,
+        Self::SaleNotOpen,
+        Self::UnknownSeat,
+        Self::UnknownSection,
+        Self::DuplicateSeat,
+        Self::InvalidQuantity,
+        Self::SeatsTaken,
+        Self::NoAdjacentSeats,
+        Self::BuyerLimitExceeded,
+        Self::IdempotencyKeyReused,
+        Self::UnknownBooking,
+        Self::NotYourBooking,
+        Self::HoldExpired,
+        Self::NotHeld,
+        Self::AlreadyConfirmed,
+    ];
+
+    /// The reason with this code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// The stable, machine-readable code clients see.
     pub fn code(self) -> &'static str {
         match self {

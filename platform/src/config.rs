@@ -94,6 +94,11 @@ impl CommonConfig {
     pub fn topics(&self) -> Topics {
         Topics::new(&self.topic_prefix)
     }
+
+    /// The consumer group of a processor role (`seat-processor`, ...).
+    pub fn group(&self, role: &str) -> String {
+        format!("{}boxoffice-{role}", self.topic_prefix)
+    }
 }
 
 /// The names of the topics, with the configured prefix.

@@ -7,6 +7,35 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// How an event's bookings stand in PostgreSQL: counts by status and by
+/// rejection reason, and the revenue of confirmed bookings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BookingTally {
+    /// Booking requests decided so far, whatever became of them.
+    pub decided: u64,
+    /// Bookings by status: `held`, `confirmed`, `cancelled`, `expired`, `rejected`.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Rejected requests by reason code (`seat_taken`, `sale_not_open`, ...).
+    pub rejections: std::collections::BTreeMap<String, u64>,
+    /// Sum of confirmed bookings, in the currency's minor unit.
+    pub revenue_cents: i64,
+}
+
+impl BookingTally {
+    /// Adds `count` bookings in `status` (rejected ones with their `reason`)
+    /// worth `cents` together.
+    pub fn add(&mut self, status: &str, reason: Option<&str>, count: u64, cents: i64) {
+        self.decided += count;
+        *self.by_status.entry(status.to_owned()).or_default() += count;
+        if let Some(reason) = reason {
+            *self.rejections.entry(reason.to_owned()).or_default() += count;
+        }
+        if status == "confirmed" {
+            self.revenue_cents += cents;
+        }
+    }
+}
+
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
@@ -161,4 +190,24 @@ pub struct SeatFeedMessage {
     pub event_id: Uuid,
     pub version: i64,
     pub changes: Vec<SeatChange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_statuses_reasons_and_confirmed_revenue_only() {
+        let mut t = BookingTally::default();
+        t.add("confirmed", None, 3, 27_000);
+        t.add("held", None, 2, 18_000);
+        t.add("rejected", Some("seat_taken"), 5, 0);
+        t.add("rejected", Some("sale_not_open"), 1, 0);
+        t.add("expired", None, 1, 9_000);
+        assert_eq!(t.decided, 12);
+        assert_eq!(t.revenue_cents, 27_000);
+        assert_eq!(t.by_status["rejected"], 6);
+        assert_eq!(t.rejections["seat_taken"], 5);
+        assert_eq!(t.rejections.len(), 2);
+    }
 }

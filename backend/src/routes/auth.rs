@@ -1,6 +1,6 @@
 //! Signing in: buyers get an anonymous identity; organizers need the password.
 
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use actix_web::http::StatusCode;
 use actix_web::web::Json;
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::openapi::{BuyerToken, ErrorBody, OrganizerToken};
+use crate::openapi::{BuyerToken, ErrorBody, OrganizerToken, Session};
 use crate::state::Data;
 
 /// A new buyer identity and its token.
@@ -52,5 +52,19 @@ pub async fn organizer(state: Data, body: Json<OrganizerSignIn>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(OrganizerToken {
         organizer_id: id,
         token: state.signer.issue(Role::Organizer, id),
+    }))
+}
+
+/// Who the bearer token belongs to; web apps use it to decide which pages
+/// a visitor may open.
+#[utoipa::path(get, path = "/api/auth/session", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, body = Session),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody)))]
+pub async fn session(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let (role, id) = crate::auth::bearer(&req)?;
+    Ok(HttpResponse::Ok().json(Session {
+        role: role.name().to_owned(),
+        id,
     }))
 }

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{Json, Path};
 use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout};
 use boxoffice_platform::now_ms;
-use boxoffice_platform::views::EventView;
+use boxoffice_platform::views::{BookingTally, EventView};
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::Deserialize;
@@ -14,13 +14,13 @@ use std::collections::{BTreeMap, HashMap};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Answer, command, event};
+use super::{Answer, command, event, interactive_query};
 use crate::auth::Organizer;
 use crate::error::ApiError;
 use crate::openapi::{
-    ErrorBody, EventList, EventSummary, Pending, SeatMapView, SectionAvailability,
+    ErrorBody, EventList, EventStats, EventSummary, Pending, SeatMapView, SectionAvailability,
 };
-use crate::state::Data;
+use crate::state::{AppState, Data};
 
 /// Every event, newest first.
 #[utoipa::path(get, path = "/api/events", tag = "events",
@@ -108,6 +108,11 @@ pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> 
         (status = 404, description = "`unknown_event`", body = ErrorBody)))]
 pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
+    Ok(HttpResponse::Ok().json(seat_map(&state, &view).await?))
+}
+
+/// An event's seat map as the cache has it.
+async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, ApiError> {
     let mut conn = state
         .redis
         .get()
@@ -150,11 +155,54 @@ pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError
             sold,
         });
     }
-    Ok(HttpResponse::Ok().json(SeatMapView {
+    Ok(SeatMapView {
         event_id: view.id.0,
         on_sale: view.on_sale,
         sections,
         seats,
+    })
+}
+
+/// Organizers: the live figures of an event's sale.
+#[utoipa::path(get, path = "/api/events/{id}/stats", tag = "events",
+    params(("id" = Uuid, Path, description = "event id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = EventStats),
+        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`organizers_only`", body = ErrorBody),
+        (status = 404, description = "`unknown_event`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
+pub async fn stats(
+    state: Data,
+    _organizer: Organizer,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let view = event(&state, *id).await?;
+    let map = seat_map(&state, &view).await?;
+    let bookings = interactive_query::<BookingTally>(
+        &state,
+        reqwest::Method::GET,
+        &format!("/internal/events/{}/tally", view.id),
+    )
+    .await?
+    .unwrap_or_default();
+    let sum = |f: fn(&SectionAvailability) -> usize| map.sections.iter().map(f).sum::<usize>();
+    Ok(HttpResponse::Ok().json(EventStats {
+        event_id: view.id.0,
+        name: view.name.clone(),
+        on_sale: view.on_sale,
+        capacity: sum(|s| s.capacity),
+        free: sum(|s| s.free),
+        held: sum(|s| s.held),
+        sold: sum(|s| s.sold),
+        currency: view
+            .spec
+            .price_categories
+            .first()
+            .map(|c| c.currency.clone())
+            .unwrap_or_default(),
+        bookings,
+        at_ms: now_ms(),
     }))
 }
 

@@ -28,11 +28,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/openapi.json", web::get().to(crate::openapi::document))
         .route("/api/auth/buyer", web::post().to(auth::buyer))
         .route("/api/auth/organizer", web::post().to(auth::organizer))
+        .route("/api/auth/session", web::get().to(auth::session))
         .route("/api/events", web::get().to(events::list))
         .route("/api/events", web::post().to(events::create))
         .route("/api/events/{id}", web::get().to(events::get))
         .route("/api/events/{id}/sale", web::post().to(events::set_sale))
         .route("/api/events/{id}/seats", web::get().to(events::seats))
+        .route("/api/events/{id}/stats", web::get().to(events::stats))
         .route(
             "/api/events/{id}/seats/stream",
             web::get().to(stream::seats),

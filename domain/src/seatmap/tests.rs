@@ -536,3 +536,13 @@ proptest! {
         prop_assert_eq!(replayed, live, "replaying the same commands is deterministic");
     }
 }
+
+#[test]
+fn every_rejection_code_is_unique_and_found_again() {
+    let codes: std::collections::HashSet<_> = RejectReason::ALL.iter().map(|r| r.code()).collect();
+    assert_eq!(codes.len(), RejectReason::ALL.len());
+    for r in RejectReason::ALL {
+        assert_eq!(RejectReason::from_code(r.code()), Some(r));
+    }
+    assert_eq!(RejectReason::from_code("nope"), None);
+}

@@ -37,7 +37,7 @@ use cache::CacheBatch;
 /// Consumer group of every reservation-processor instance (topic prefix
 /// included, so systems sharing a broker never share a group).
 pub fn group(common: &CommonConfig) -> String {
-    format!("{}boxoffice-reservation-processor", common.topic_prefix)
+    common.group("reservation-processor")
 }
 
 /// Settings of the reservation-processor role.

@@ -12,6 +12,7 @@ use super::{Shared, cache, store};
 pub(super) fn routes(cfg: &mut web::ServiceConfig, shared: Shared) {
     cfg.app_data(web::Data::new(shared))
         .route("/internal/bookings/{id}", web::get().to(booking))
+        .route("/internal/events/{id}/tally", web::get().to(tally))
         .route("/internal/cache/events/{id}", web::post().to(rebuild_event))
         .route("/internal/cache/events", web::post().to(rebuild_events));
 }
@@ -41,6 +42,18 @@ async fn booking(shared: web::Data<Shared>, id: web::Path<Uuid>) -> HttpResponse
             HttpResponse::Ok().json(view)
         }
         Ok(None) => not_found("booking"),
+        Err(e) => failed(e),
+    }
+}
+
+/// An event's bookings counted from PostgreSQL (the organizers' live view).
+async fn tally(shared: web::Data<Shared>, id: web::Path<Uuid>) -> HttpResponse {
+    let mut conn = match shared.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match store::booking_tally(&mut conn, *id).await {
+        Ok(t) => HttpResponse::Ok().json(t),
         Err(e) => failed(e),
     }
 }

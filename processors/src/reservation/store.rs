@@ -4,7 +4,7 @@
 //! replays never move a row backwards.
 
 use boxoffice_domain::{Booking, EventId, EventSpec, SaleState};
-use boxoffice_platform::views::{BookingView, EventView, sale_name};
+use boxoffice_platform::views::{BookingTally, BookingView, EventView, sale_name};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel::{QueryableByName, sql_query};
@@ -245,6 +245,38 @@ fn event_view(r: EventRow, now_ms: i64) -> Option<(EventView, i64)> {
             None
         }
     }
+}
+
+#[derive(QueryableByName)]
+struct TallyRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    reject_reason: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    bookings: i64,
+    #[diesel(sql_type = BigInt)]
+    cents: i64,
+}
+
+/// An event's bookings counted by status and rejection reason.
+pub async fn booking_tally(
+    conn: &mut AsyncPgConnection,
+    event_id: Uuid,
+) -> diesel::QueryResult<BookingTally> {
+    let rows: Vec<TallyRow> = sql_query(
+        "SELECT status, reject_reason, count(*) AS bookings, coalesce(sum(total_cents), 0)::bigint AS cents \
+         FROM bookings WHERE event_id = $1 GROUP BY status, reject_reason",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .load(conn)
+    .await?;
+    let mut tally = BookingTally::default();
+    for r in rows {
+        let count = u64::try_from(r.bookings).unwrap_or(0);
+        tally.add(&r.status, r.reject_reason.as_deref(), count, r.cents);
+    }
+    Ok(tally)
 }
 
 #[derive(QueryableByName)]

@@ -49,7 +49,7 @@ pub const WRITER_HEADER: &str = "boxoffice-writer";
 /// Consumer group of every seat-processor instance (topic prefix included,
 /// so systems sharing a broker never share a group).
 pub fn group(common: &CommonConfig) -> String {
-    format!("{}boxoffice-seat-processor", common.topic_prefix)
+    common.group("seat-processor")
 }
 
 /// Settings of the seat-processor role.
