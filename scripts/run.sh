@@ -17,6 +17,7 @@ scripts/stack.sh install
 scripts/stack.sh up
 say "building boxoffice (first build takes a while: RocksDB and librdkafka are C/C++)"
 cargo build -p boxoffice
+scripts/build-web.sh
 
 mkdir -p "$STACK/roles" "$STACK/logs" "$STACK/prometheus/targets"
 start_role() {
@@ -43,10 +44,14 @@ start_role() {
 start_role reservation-processor reservation-processor-1 8180
 start_role seat-processor seat-processor-1 8280
 start_role api api-1 8080
+# The web app reads per-pod figures from the local Prometheus.
+export BOXOFFICE_API_URL=http://127.0.0.1:8080 BOXOFFICE_SITE_DIR="$CARGO_TARGET_DIR/site" \
+  BOXOFFICE_PROMETHEUS_URL=http://127.0.0.1:9090
+start_role dashboard dashboard-1 8380
 
 # Every metric carries its own role and pod labels; the targets add none.
 cat >"$STACK/prometheus/targets/boxoffice.json" <<JSON
-[{"targets": ["127.0.0.1:8080", "127.0.0.1:8180", "127.0.0.1:8280"]}]
+[{"targets": ["127.0.0.1:8080", "127.0.0.1:8180", "127.0.0.1:8280", "127.0.0.1:8380"]}]
 JSON
 
 say "creating the demo event"
@@ -55,8 +60,10 @@ say "creating the demo event"
 cat <<TXT
 
 boxoffice is running:
+  web app          http://127.0.0.1:8380  (buyers; organizers at /organizer, password "organizer";
+                   operations at /organizer/operations)
   API              http://127.0.0.1:8080/api/events  (contract: /api/openapi.json)
-  metrics          http://127.0.0.1:8080/metrics  (:8180 reservation-processor, :8280 seat-processor)
+  metrics          http://127.0.0.1:8080/metrics  (:8180 reservation-processor, :8280 seat-processor, :8380 web app)
   Prometheus       http://127.0.0.1:9090
   logs             $STACK/logs/
   organizer login  password "organizer" (POST /api/auth/organizer)

@@ -11,6 +11,8 @@ STACK="${BOXOFFICE_STACK_DIR:-$ROOT/.stack}"
 # Tools that take long to build live outside the clone and survive it.
 TOOLS="${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}"
 NISSHI_VERSION=0.8.1
+# Must equal the wasm-bindgen crate the web app pins (dashboard/Cargo.toml).
+WASM_BINDGEN_VERSION=0.2.130
 BROKER_PORT=9092
 PROMETHEUS_PORT=9090
 
@@ -56,8 +58,10 @@ apt_install() {
 cmd_install() {
   # Build tools for librdkafka, RocksDB (bindgen needs libclang) and jemalloc;
   # Prometheus; Debian's newer Rust toolchain for the broker (it needs rustc >= 1.96).
+  # The web app's wasm client needs the wasm-capable pieces of that toolchain
+  # (std sources, rust-lld); its browser tests need Chromium and Node.js.
   apt_install build-essential clang libclang-dev cmake pkg-config prometheus rustc-web cargo-web \
-    postgresql-client redis-tools curl
+    rust-web-src rust-web-llvm lld-22 chromium postgresql-client redis-tools curl
   if ! command -v pg_ctlcluster >/dev/null && ! port_open 5432; then apt_install postgresql; fi
   if ! command -v redis-server >/dev/null && ! port_open 6379; then apt_install redis-server; fi
   if [[ ! -x "$TOOLS/bin/nisshi" ]]; then
@@ -65,6 +69,16 @@ cmd_install() {
     mkdir -p "$TOOLS"
     RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked -j "$(nproc)" nisshi --version "$NISSHI_VERSION" \
       --no-default-features --features libsql,postgres --root "$TOOLS"
+  fi
+  if [[ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+    say "building wasm-bindgen-cli $WASM_BINDGEN_VERSION (once per machine, ~7 min on 2 cores)"
+    mkdir -p "$TOOLS"
+    cargo install -j "$(nproc)" wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root "$TOOLS"
+  fi
+  if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+  if [[ ! -d "$ROOT/tests/browser/node_modules/playwright-core" ]]; then
+    say "installing playwright-core for the browser tests (drives Debian's chromium; no browser download)"
+    (cd "$ROOT/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
   fi
   if ! command -v cargo-nextest >/dev/null; then
     say "installing cargo-nextest"

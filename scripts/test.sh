@@ -28,5 +28,7 @@ step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 step "build"
 cargo build --workspace --all-targets
+step "web client (wasm)"
+scripts/build-web.sh
 step "tests"
 cargo nextest run --workspace --no-fail-fast

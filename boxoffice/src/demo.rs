@@ -14,6 +14,9 @@ pub struct DemoArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub api: String,
+    /// Base URL of the web app, for the links printed.
+    #[arg(long, default_value = "http://127.0.0.1:8380")]
+    pub web: String,
     #[arg(
         long,
         env = "BOXOFFICE_ORGANIZER_PASSWORD",
@@ -111,6 +114,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.name,
         spec.venue.capacity()
     );
+    let web = args.web.trim_end_matches('/');
+    println!("  buy:      {web}/events/{id}");
+    println!("  watch:    {web}/organizer/events/{id}  (organizers)");
     println!("  event:    {api}/api/events/{id}");
     println!("  seat map: {api}/api/events/{id}/seats");
     println!("  live:     {api}/api/events/{id}/seats/stream");

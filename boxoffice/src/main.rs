@@ -32,6 +32,8 @@ enum Role {
     SeatProcessor(SeatProcessorConfig),
     /// Records outcomes in PostgreSQL and Redis, answers the API, expires holds.
     ReservationProcessor(ReservationProcessorConfig),
+    /// The web app: buyer pages, server-rendered and hydrated (wasm).
+    Dashboard(boxoffice_dashboard::server::DashboardConfig),
     /// Creates a demo event through the API and prints its URLs.
     Demo(demo::DemoArgs),
     /// An on-sale spike against a running API, with the invariant check.
@@ -59,6 +61,11 @@ fn main() -> anyhow::Result<()> {
                 let instance = c.common.instance_name("reservation-processor");
                 let _telemetry = telemetry::init("reservation-processor", &instance)?;
                 boxoffice_processors::reservation::run(c, instance, shutdown::on_signal()).await
+            }
+            Role::Dashboard(c) => {
+                let instance = c.common.instance_name("dashboard");
+                let _telemetry = telemetry::init("dashboard", &instance)?;
+                boxoffice_dashboard::server::run(c, instance, shutdown::on_signal()).await
             }
             Role::Demo(args) => demo::run(args).await,
             Role::Loadgen(args) => loadgen::run(args).await,

@@ -457,20 +457,64 @@ async fn organizers_see_live_sale_figures_that_buyers_cannot() {
     // Who a token belongs to; no token or a forged one is refused.
     let session = format!("{api}/api/auth/session");
     let (status, me) = call(&stack.http, Method::GET, &session, Some(&buyer), None, &[]).await;
-    assert_eq!((status, me["role"].as_str(), me["id"].as_str()), (200, Some("buyer"), Some(buyer_id.as_str())));
-    let (status, me) = call(&stack.http, Method::GET, &session, Some(&organizer), None, &[]).await;
+    assert_eq!(
+        (status, me["role"].as_str(), me["id"].as_str()),
+        (200, Some("buyer"), Some(buyer_id.as_str()))
+    );
+    let (status, me) = call(
+        &stack.http,
+        Method::GET,
+        &session,
+        Some(&organizer),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!((status, me["role"].as_str()), (200, Some("organizer")));
     let (status, body) = call(&stack.http, Method::GET, &session, None, None, &[]).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
-    let (status, body) = call(&stack.http, Method::GET, &session, Some("forged.token"), None, &[]).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, body) = call(
+        &stack.http,
+        Method::GET,
+        &session,
+        Some("forged.token"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
 
     // Buyers cannot read the figures.
-    let (status, body) = call(&stack.http, Method::GET, &stats_url, Some(&buyer), None, &[]).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("organizers_only")));
+    let (status, body) = call(
+        &stack.http,
+        Method::GET,
+        &stats_url,
+        Some(&buyer),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("organizers_only"))
+    );
 
     // One booking paid, one refused because its seat was taken.
-    let (status, held) = book(&stack, &api, &event, &buyer, "s-1", json!({ "seats": ["A-1-1", "A-1-2"] })).await;
+    let (status, held) = book(
+        &stack,
+        &api,
+        &event,
+        &buyer,
+        "s-1",
+        json!({ "seats": ["A-1-1", "A-1-2"] }),
+    )
+    .await;
     assert_eq!(status, 201, "{held}");
     let id = held["id"].as_str().unwrap();
     let (status, paid) = call(
@@ -483,24 +527,46 @@ async fn organizers_see_live_sale_figures_that_buyers_cannot() {
     )
     .await;
     assert_eq!(status, 200, "{paid}");
-    let (status, _) = book(&stack, &api, &event, &rival, "s-2", json!({ "seats": ["A-1-2"] })).await;
+    let (status, _) = book(
+        &stack,
+        &api,
+        &event,
+        &rival,
+        "s-2",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await;
     assert_eq!(status, 409);
 
     // The figures catch up with PostgreSQL (the outcome is recorded asynchronously).
     let started = std::time::Instant::now();
     let stats = loop {
-        let (status, stats) = call(&stack.http, Method::GET, &stats_url, Some(&organizer), None, &[]).await;
+        let (status, stats) = call(
+            &stack.http,
+            Method::GET,
+            &stats_url,
+            Some(&organizer),
+            None,
+            &[],
+        )
+        .await;
         assert_eq!(status, 200, "{stats}");
         if stats["bookings"]["decided"] == 2 && stats["sold"] == 2 {
             break stats;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "figures never caught up: {stats}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "figures never caught up: {stats}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(stats["capacity"], 10);
     assert_eq!(stats["free"], 8);
     assert_eq!(stats["held"], 0);
-    assert_eq!(stats["bookings"]["by_status"], json!({ "confirmed": 1, "rejected": 1 }));
+    assert_eq!(
+        stats["bookings"]["by_status"],
+        json!({ "confirmed": 1, "rejected": 1 })
+    );
     assert_eq!(stats["bookings"]["rejections"], json!({ "seats_taken": 1 }));
     let price = held["total_cents"].as_i64().unwrap();
     assert!(price > 0);
@@ -517,5 +583,8 @@ async fn organizers_see_live_sale_figures_that_buyers_cannot() {
         &[],
     )
     .await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_event")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_event"))
+    );
 }

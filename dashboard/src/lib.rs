@@ -1,9 +1,18 @@
-//! The boxoffice web app: buyers browse events and hold seats on a seat map
-//! drawn from the venue layout. Pages render on the server (actix, the
-//! `boxoffice dashboard` role) and hydrate in the browser (wasm); data comes
-//! from the API through server functions, so the browser talks to one origin.
+//! The boxoffice web app. Buyers browse events and book seats on a seat map
+//! drawn from the venue layout, live while others buy; organizers create
+//! events, switch sales and watch them live, and see the system's queues and
+//! pods. Pages render on the server (actix, the `boxoffice dashboard` role)
+//! and hydrate in the browser (wasm); data comes from the API through server
+//! functions, so the browser talks to one origin.
 
 pub mod app;
+pub mod buyer;
+pub mod charts;
+pub mod model;
+pub mod organizer;
+pub mod promtext;
+pub mod rpc;
+pub mod seatmap;
 #[cfg(feature = "ssr")]
 pub mod server;
 

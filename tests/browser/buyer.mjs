@@ -1,56 +1,103 @@
-// A buyer in a real browser (Debian's chromium, headless): opens an event,
-// picks two seats, holds them and sees them turn held; a second buyer's pick
-// is taken by someone else meanwhile and the page says so. A third browser
-// watches the first hold appear after reloading. Prints a JSON summary;
-// screenshots go to the folder given.
+// Buyers in real browsers (Debian's chromium, headless), each with its own
+// cookies. Buyer 1 asks for the best two seats, sees the hold and its
+// countdown, and pays; buyer 2, on the same page, sees those seats turn sold
+// without reloading. Buyer 3, on a phone-sized screen, picks a seat someone
+// takes meanwhile and reads why the hold failed. Buyer 3 then cannot open
+// the organizer pages or call their server functions. Prints a JSON summary
+// on the last line; screenshots go to the folder given.
 //   node buyer.mjs <dashboard-url> <api-url> <event-id> <screenshot-dir>
-import { chromium } from 'playwright-core';
+import { launch, open, log } from './common.mjs';
 
 const [dashboard, api, event, shots] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const summary = {};
 try {
-  // Buyer 1: pick A-1-1 and A-1-2, hold them.
-  const one = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const started = Date.now();
-  await one.goto(`${dashboard}/events/${event}`);
-  await one.waitForSelector('body[data-hydrated="true"]', { timeout: 30000 });
-  summary.load_to_interactive_ms = Date.now() - started;
-  await one.getByRole('button', { name: 'Seat A-1-1, free' }).click();
-  await one.getByRole('button', { name: 'Seat A-1-2, free' }).click();
-  if (await one.locator('[data-seat="A-1-1"]').getAttribute('aria-pressed') !== 'true') {
-    throw new Error('clicking a seat did not select it');
-  }
-  await one.click('#hold');
-  await one.getByRole('status').getByText(/Held A-1-1, A-1-2/).waitFor({ timeout: 15000 });
-  await one.locator('[data-seat="A-1-1"].held').waitFor({ timeout: 15000 });
-  await one.screenshot({ path: `${shots}/buyer-seat-map.png`, fullPage: true });
-  summary.held = true;
+  const one = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const two = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  summary.load_to_interactive_ms = await open(one, `${dashboard}/events/${event}`);
+  await open(two, `${dashboard}/events/${event}`);
+  await two.locator('[data-live="true"]').waitFor({ timeout: 15000 });
+  log('two buyers on the event page; load to interactive', summary.load_to_interactive_ms, 'ms');
 
-  // Buyer 2 picks A-3-5; another buyer takes it through the API meanwhile.
-  const two = await browser.newPage({ viewport: { width: 390, height: 844 } }); // a phone
-  await two.goto(`${dashboard}/events/${event}`);
-  await two.waitForSelector('body[data-hydrated="true"]', { timeout: 30000 });
-  await two.getByRole('button', { name: 'Seat A-3-5, free' }).click();
+  // Buyer 1: best two seats in section A.
+  await one.selectOption('#best-section', 'A');
+  await one.fill('#best-quantity', '2');
+  await one.click('#best');
+  const held = one.getByRole('status').getByText(/^Held A-\d+-\d+, A-\d+-\d+/);
+  await held.waitFor({ timeout: 15000 });
+  const seats = (await held.textContent()).match(/A-\d+-\d+/g);
+  await one.locator('#countdown').getByText(/^\d\d:\d\d left$/).waitFor({ timeout: 5000 });
+  for (const s of seats) {
+    await one.locator(`[data-seat="${s}"].mine`).waitFor({ timeout: 5000 });
+    if (await one.getByRole('button', { name: `Seat ${s}, yours` }).count() !== 1) {
+      throw new Error(`seat ${s} is not labelled as the buyer's`);
+    }
+  }
+  await one.screenshot({ path: `${shots}/buyer-hold.png`, fullPage: true });
+  log('buyer 1 holds', seats.join(', '));
+  await one.click('#confirm');
+  await one.getByRole('status').getByText(/^Paid: /).waitFor({ timeout: 15000 });
+  summary.best_available_confirmed = seats;
+  await one.screenshot({ path: `${shots}/buyer-paid.png`, fullPage: true });
+
+  // Buyer 2 saw it live: the seats turned sold without a reload.
+  for (const s of seats) {
+    await two.locator(`[data-seat="${s}"].sold`).waitFor({ timeout: 15000 });
+  }
+  summary.second_browser_saw_sold = true;
+  await two.screenshot({ path: `${shots}/buyer-seat-map-live.png`, fullPage: true });
+  log('buyer 2 saw', seats.join(', '), 'turn sold live');
+
+  // Buyer 3 is on a phone whose live feed lags (blocked here), so the map
+  // still shows A-3-5 free when a rival takes it through the API.
+  const three = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true })).newPage();
+  await three.route('**/live/**', (route) => route.abort());
+  await open(three, `${dashboard}/events/${event}`);
+  await three.getByRole('button', { name: 'Seat A-3-5, free' }).click();
+  if (await three.locator('[data-seat="A-3-5"]').getAttribute('aria-pressed') !== 'true') {
+    throw new Error('clicking a seat did not pick it');
+  }
+  // Keyboard: tab to the next seat and pick it with Enter.
+  await three.locator('[data-seat="A-3-5"]').focus();
+  await three.keyboard.press('Tab');
+  await three.keyboard.press('Enter');
+  if (await three.locator('[data-seat="A-3-6"]').getAttribute('aria-pressed') !== 'true') {
+    throw new Error('the keyboard did not pick the next seat');
+  }
   const token = (await (await fetch(`${api}/api/auth/buyer`, { method: 'POST' })).json()).token;
-  const taken = await fetch(`${api}/api/events/${event}/bookings`, {
+  const rival = await fetch(`${api}/api/events/${event}/bookings`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'browser-test-rival' },
     body: JSON.stringify({ seats: ['A-3-5'] }),
   });
-  if (taken.status !== 201) throw new Error(`the rival booking got ${taken.status}`);
-  await two.click('#hold');
-  await two.getByRole('status').getByText(/taken meanwhile/).waitFor({ timeout: 15000 });
-  await two.screenshot({ path: `${shots}/buyer-seat-taken-phone.png`, fullPage: true });
+  if (rival.status !== 201) throw new Error(`the rival booking got ${rival.status}`);
+  await three.click('#hold');
+  await three.getByRole('status').getByText(/taken meanwhile/).waitFor({ timeout: 15000 });
+  // After the refusal the map shows the seat taken, even without the feed.
+  await three.locator('[data-seat="A-3-5"].held').waitFor({ timeout: 10000 });
   summary.taken_seat_refused = true;
+  await three.screenshot({ path: `${shots}/buyer-seat-taken-phone.png`, fullPage: true });
+  log('buyer 3 was told A-3-5 was taken meanwhile');
+
+  // Buyer 3 cannot reach the organizer pages or their data.
+  for (const path of ['/organizer', '/organizer/operations', `/organizer/events/${event}`]) {
+    await open(three, `${dashboard}${path}`);
+    await three.getByRole('heading', { name: 'Organizers only' }).waitFor({ timeout: 10000 });
+    if (await three.locator('#queue-depth, #pods, [data-stat]').count() !== 0) {
+      throw new Error(`${path} showed organizer data to a buyer`);
+    }
+  }
+  await three.screenshot({ path: `${shots}/buyer-organizers-only.png`, fullPage: true });
+  const direct = await three.evaluate(async () => {
+    const r = await fetch('/rpc/operations', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
+    return { status: r.status, body: await r.text() };
+  });
+  if (direct.status !== 403) throw new Error(`a buyer calling /rpc/operations got ${direct.status}: ${direct.body}`);
+  summary.organizer_pages_refused = true;
 
   // The event list links to the event.
   const list = await browser.newPage();
-  await list.goto(dashboard);
+  await open(list, dashboard);
   await list.locator(`a[href="/events/${event}"]`).waitFor({ timeout: 15000 });
   await list.screenshot({ path: `${shots}/event-list.png` });
   summary.listed = true;

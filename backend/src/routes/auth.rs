@@ -1,8 +1,8 @@
 //! Signing in: buyers get an anonymous identity; organizers need the password.
 
-use actix_web::{HttpRequest, HttpResponse};
 use actix_web::http::StatusCode;
 use actix_web::web::Json;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;

@@ -1,0 +1,176 @@
+//! The web app in real browsers: playwright-core drives Debian's chromium
+//! (headless) against the whole system (API, processors, broker, PostgreSQL,
+//! Redis) and the `dashboard` role serving the wasm client built by
+//! scripts/build-web.sh. Screenshots land in `$CARGO_TARGET_DIR/screenshots`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::Value;
+use support::{Stack, call};
+
+/// `$CARGO_TARGET_DIR`, found from this test binary (`<target>/debug/deps/..`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .nth(3)
+        .expect("target dir above debug/deps")
+        .to_path_buf()
+}
+
+fn screenshots() -> PathBuf {
+    let dir = target_dir().join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+/// The system with the web app in front; answers (stack, dashboard URL, API URL).
+async fn system(name: &str) -> (Stack, String, String) {
+    let site = target_dir().join("site");
+    assert!(
+        site.join("pkg/dashboard_bg.wasm").exists(),
+        "no wasm client in {}: run scripts/build-web.sh",
+        site.display()
+    );
+    let mut stack = Stack::new(name);
+    let api = stack.start_all().await;
+    // Without Prometheus here, the operations view reads every instance's /metrics.
+    let targets: Vec<String> = ["reservation-1", "seat-1", "api-1"]
+        .iter()
+        .map(|i| format!("http://127.0.0.1:{}", stack.roles[*i].port))
+        .collect();
+    stack.extra_env = vec![
+        ("BOXOFFICE_API_URL".into(), api.clone()),
+        ("BOXOFFICE_SITE_DIR".into(), site.display().to_string()),
+        ("BOXOFFICE_METRICS_TARGETS".into(), targets.join(",")),
+    ];
+    let port = stack.start("dashboard", "dashboard-1").await;
+    (stack, format!("http://127.0.0.1:{port}"), api)
+}
+
+/// Runs a browser script from tests/browser; answers its JSON summary.
+fn node(stack: &Stack, script: &str, args: &[&str]) -> Value {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    let out = tokio::task::block_in_place(|| {
+        Command::new("node")
+            .current_dir(&dir)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("node (tests/browser needs `npm ci`, done by scripts/stack.sh install)")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}\ndashboard log:\n{}\napi log:\n{}",
+        stack.log_tail("dashboard-1", 30),
+        stack.log_tail("api-1", 15)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("a JSON summary")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pages() {
+    let (stack, dashboard, api) = system("browser-buyer").await;
+    let event = stack.create_event(&api, 2, 6, 14, 600).await;
+    let shots = screenshots();
+    let summary = node(
+        &stack,
+        "buyer.mjs",
+        &[&dashboard, &api, &event, &shots.display().to_string()],
+    );
+    eprintln!("[browser] {summary}; screenshots in {}", shots.display());
+    assert_eq!(
+        summary["best_available_confirmed"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(summary["second_browser_saw_sold"], true);
+    assert_eq!(summary["taken_seat_refused"], true);
+    assert_eq!(summary["organizer_pages_refused"], true);
+    assert_eq!(summary["listed"], true);
+
+    // What the browser did is what the system recorded: two seats sold.
+    let (_, seats) = call(
+        &stack.http,
+        Method::GET,
+        &format!("{api}/api/events/{event}/seats"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    for seat in summary["best_available_confirmed"].as_array().unwrap() {
+        assert_eq!(seats["seats"][seat.as_str().unwrap()], "sold", "{seat}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live() {
+    let (stack, dashboard, api) = system("browser-organizer").await;
+    let shots = screenshots();
+    let summary = node(
+        &stack,
+        "organizer.mjs",
+        &[
+            &dashboard,
+            &api,
+            &shots.display().to_string(),
+            env!("CARGO_BIN_EXE_boxoffice"),
+        ],
+    );
+    eprintln!("[browser] {summary}; screenshots in {}", shots.display());
+    assert_eq!(summary["signed_in"], true);
+    // The counts moved while the run went on, not only once it was over.
+    let seen: Vec<u64> = summary["counts_seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let last = summary["loadgen"]["seats_taken"].as_u64().unwrap();
+    assert!(
+        seen.iter().filter(|n| **n > 0 && **n < last).count() >= 2,
+        "the sale view showed no intermediate counts: {seen:?}"
+    );
+    assert!(
+        summary["fastest_bookings_per_s"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    assert_eq!(summary["sale_closed"], true);
+    assert!(summary["partitions"].as_u64().unwrap() >= 4, "{summary}");
+    let pods: Vec<&str> = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for pod in ["api-1", "seat-1", "reservation-1"] {
+        assert!(pods.contains(&pod), "{pod} missing from {pods:?}");
+    }
+
+    // The event the form created is the one the API has, after the run.
+    let event = summary["created"].as_str().unwrap();
+    let (_, view) = call(
+        &stack.http,
+        Method::GET,
+        &format!("{api}/api/events/{event}/seats"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    let free: u64 = view["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["free"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["final_free"], free);
+    assert_eq!(summary["loadgen"]["invariants_hold"], true);
+    assert_eq!(summary["loadgen"]["seats_taken"], 100 - free);
+}

@@ -1,0 +1,317 @@
+//! Buyers' pages: the events on sale, and an event's seat map where seats
+//! are picked, held, paid for or given back.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::app::{Notice, error_text, every, fresh_key, now_ms};
+use crate::model::{BookingInfo, BuyerAnswer, EventCard, EventPageData, SeatRequest, countdown};
+use crate::rpc::{
+    await_booking, cancel_booking, confirm_booking, event_page, list_events, request_seats,
+    seat_states,
+};
+use crate::seatmap::{SeatMap, follow_feed};
+
+#[component]
+pub fn EventList() -> impl IntoView {
+    let events = Resource::new(|| (), |_| list_events());
+    view! {
+        <Title text="boxoffice: events on sale"/>
+        <h1>"Events"</h1>
+        <Suspense fallback=|| view! { <p>"Loading events…"</p> }>
+            {move || Suspend::new(async move {
+                match events.await {
+                    Ok(list) if list.is_empty() => view! { <p>"No events yet."</p> }.into_any(),
+                    Ok(list) => view! { <EventCards list link="/events"/> }.into_any(),
+                    Err(e) => view! { <Notice ok=false text=error_text(&e)/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Events as cards, each linking to `{link}/{id}`.
+#[component]
+pub fn EventCards(list: Vec<EventCard>, link: &'static str) -> impl IntoView {
+    view! {
+        <ul class="events">
+            {list
+                .into_iter()
+                .map(|e| view! {
+                    <li class="card">
+                        <a href=format!("{link}/{}", e.id)>{e.name}</a>
+                        <p>{e.venue} " · " {e.starts_at} " UTC · " {e.capacity} " seats"</p>
+                        <span class=if e.on_sale { "badge open" } else { "badge" }>
+                            {if e.on_sale { "On sale" } else { "Not on sale" }}
+                        </span>
+                    </li>
+                })
+                .collect_view()}
+        </ul>
+    }
+}
+
+#[component]
+pub fn EventPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let page = Resource::new(id, event_page);
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading the seat map…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(p) => view! { <Booking page=p/> }.into_any(),
+                    Err(e) => view! { <h1>"Event"</h1><Notice ok=false text=error_text(&e)/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Whether a booking still owns its seats.
+fn active(b: &BookingInfo) -> bool {
+    matches!(b.status.as_str(), "held" | "confirmed")
+}
+
+#[component]
+fn Booking(page: EventPageData) -> impl IntoView {
+    let event = page.id.clone();
+    let states = RwSignal::new(page.states.clone());
+    let picked = RwSignal::new(Vec::<String>::new());
+    let booking = RwSignal::new(None::<BookingInfo>);
+    let message = RwSignal::new(None::<(bool, String)>);
+    let live = RwSignal::new(false);
+    let now = RwSignal::new(now_ms());
+    follow_feed(event.clone(), states, live);
+    every(Duration::from_secs(1), move || now.set(now_ms()));
+    // Seats taken by others meanwhile leave the pick, and the buyer is told.
+    Effect::new(move |_| {
+        let taken = states.read();
+        let lost: Vec<String> = picked.with_untracked(|p| {
+            p.iter()
+                .filter(|s| taken.contains_key(*s))
+                .cloned()
+                .collect()
+        });
+        if !lost.is_empty() {
+            picked.update(|p| p.retain(|s| !taken.contains_key(s)));
+            // A refusal already on screen says more; keep it.
+            if !matches!(message.get_untracked(), Some((false, _))) {
+                let text = format!("{} was just taken by someone else.", lost.join(", "));
+                message.set(Some((false, text)));
+            }
+        }
+    });
+    // After every answer the map is read again: the live feed may lag.
+    let resync = {
+        let event = event.clone();
+        move || {
+            let event = event.clone();
+            leptos::task::spawn_local(async move {
+                if let Ok(s) = seat_states(event).await {
+                    states.set(s);
+                }
+            });
+        }
+    };
+    let mine = Signal::derive(move || {
+        booking
+            .read()
+            .as_ref()
+            .filter(|b| active(b))
+            .map(|b| b.seats.clone())
+            .unwrap_or_default()
+    });
+
+    // A booking still in the queue: ask until it is decided.
+    let wait = Action::new(move |id: &String| {
+        let id = id.clone();
+        async move {
+            let mut answer = await_booking(id.clone()).await;
+            for _ in 0..12 {
+                match &answer {
+                    Ok(BuyerAnswer {
+                        booking: Some(b), ..
+                    }) if b.status == "pending" => {
+                        answer = await_booking(id.clone()).await;
+                    }
+                    _ => break,
+                }
+            }
+            answer
+        }
+    });
+    // `about_booking`: the answer is about the booking shown (paying or
+    // cancelling it), which a refusal leaves with nothing more to do.
+    let show = move |answer: Result<BuyerAnswer, ServerFnError>, about_booking: bool| match answer {
+        Ok(a) if !a.ok => {
+            message.set(Some((false, a.message)));
+            if a.booking.is_some() || about_booking {
+                booking.set(a.booking);
+            }
+            resync();
+        }
+        Ok(a) => {
+            message.set(Some((a.ok, a.message)));
+            if let Some(b) = a.booking {
+                if b.status == "pending" {
+                    wait.dispatch(b.id.clone());
+                } else if b.status == "held" {
+                    picked.set(Vec::new());
+                }
+                // An answer without seats (still queued) keeps what we knew.
+                let keep_seats = b.seats.is_empty();
+                booking.update(|old| {
+                    let seats = match (keep_seats, old.as_ref()) {
+                        (true, Some(o)) if o.id == b.id => o.seats.clone(),
+                        _ => b.seats.clone(),
+                    };
+                    *old = Some(BookingInfo { seats, ..b });
+                });
+            }
+        }
+        Err(e) => message.set(Some((false, error_text(&e)))),
+    };
+    let ask = Action::new({
+        let event = event.clone();
+        move |req: &SeatRequest| {
+            let (event, req) = (event.clone(), req.clone());
+            async move { request_seats(event, req, fresh_key("hold")).await }
+        }
+    });
+    let confirm = Action::new(move |id: &String| confirm_booking(id.clone()));
+    let cancel = Action::new(move |id: &String| cancel_booking(id.clone()));
+    for (action, about_booking) in [
+        (ask.value(), false),
+        (wait.value(), false),
+        (confirm.value(), true),
+        (cancel.value(), true),
+    ] {
+        let show = show.clone();
+        Effect::new(move |_| {
+            if let Some(answer) = action.get() {
+                show(answer, about_booking);
+            }
+        });
+    }
+    let busy = move || {
+        ask.pending().get()
+            || wait.pending().get()
+            || confirm.pending().get()
+            || cancel.pending().get()
+    };
+    let held = move || {
+        booking
+            .read()
+            .as_ref()
+            .filter(|b| b.status == "held")
+            .cloned()
+    };
+    let held_id = Memo::new(move |_| held().map(|b| b.id));
+    let left = move || {
+        held()
+            .and_then(|b| b.hold_expires_at_ms)
+            .map(|t| countdown(t, now.get()))
+    };
+
+    let sections = page.sections.clone();
+    let first_section = sections.first().map(|s| s.code.clone()).unwrap_or_default();
+    let best_section = RwSignal::new(first_section);
+    let best_quantity = RwSignal::new(2u16.min(page.max_seats.max(1) as u16));
+    let max = page.max_seats;
+    view! {
+        <Title text=format!("boxoffice: {}", page.name)/>
+        <h1>{page.name.clone()}</h1>
+        <p>
+            {page.venue.clone()} " · " {page.starts_at.clone()} " UTC · "
+            <span class=if page.on_sale { "badge open" } else { "badge" }>
+                {if page.on_sale { "On sale" } else { "Not on sale" }}
+            </span>
+            " · up to " {max} " seats per buyer · holds last " {page.hold_minutes} " min · "
+            <span class="muted" data-live=move || live.get().to_string()>
+                {move || if live.get() { "live" } else { "connecting…" }}
+            </span>
+        </p>
+        <form class="best" on:submit=move |ev| {
+            ev.prevent_default();
+            ask.dispatch(SeatRequest::BestAvailable {
+                section: best_section.get_untracked(),
+                quantity: best_quantity.get_untracked(),
+            });
+        }>
+            <label>
+                "Section"
+                <select id="best-section" on:change=move |ev| best_section.set(event_target_value(&ev))>
+                    {sections
+                        .iter()
+                        .map(|s| view! { <option value=s.code.clone()>{format!("{} ({})", s.name, s.price)}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <label>
+                "Seats"
+                <input id="best-quantity" type="number" min="1" max=max.to_string()
+                    prop:value=move || best_quantity.get().to_string()
+                    on:input=move |ev| {
+                        if let Ok(n) = event_target_value(&ev).parse() {
+                            best_quantity.set(n);
+                        }
+                    }/>
+            </label>
+            <button id="best" class="secondary" type="submit" disabled=busy>"Find the best seats"</button>
+        </form>
+        <p class="muted">"Or pick seats on the map:"</p>
+        <SeatMap sections=page.sections states picked mine interactive=true/>
+        <div class="bar">
+            // Rebuilt only when the held booking changes, so the buttons keep
+            // keyboard focus while the countdown ticks.
+            {move || match held_id.get() {
+                Some(id) => {
+                    let (pay, give_back) = (id.clone(), id);
+                    view! {
+                        <span>
+                            "Holding " {move || held().map(|b| b.seats.join(", "))} " · "
+                            {move || held().map(|b| b.total)} " · "
+                            <span class="countdown" id="countdown">
+                                {move || match left() {
+                                    Some(Some(t)) => format!("{t} left"),
+                                    _ => "the hold ended".to_owned(),
+                                }}
+                            </span>
+                        </span>
+                        <button id="confirm" class="primary" disabled=busy
+                            on:click=move |_| { confirm.dispatch(pay.clone()); }>
+                            {move || held().map(|b| format!("Pay {} and confirm", b.total))}
+                        </button>
+                        <button id="cancel" class="secondary" disabled=busy
+                            on:click=move |_| { cancel.dispatch(give_back.clone()); }>
+                            "Cancel"
+                        </button>
+                    }
+                    .into_any()
+                }
+                None => view! {
+                    <span>
+                        {move || match picked.read().len() {
+                            0 => "Pick seats on the map.".to_owned(),
+                            1 => "1 seat picked".to_owned(),
+                            n => format!("{n} seats picked"),
+                        }}
+                    </span>
+                    <button id="hold" class="primary"
+                        disabled=move || picked.read().is_empty() || busy()
+                        on:click=move |_| { ask.dispatch(SeatRequest::Seats(picked.get_untracked())); }>
+                        {move || if busy() { "Working…" } else { "Hold seats" }}
+                    </button>
+                }
+                .into_any(),
+            }}
+            <p role="status" aria-live="polite">
+                {move || message.get().map(|(ok, text)| view! { <Notice ok text/> })}
+            </p>
+        </div>
+    }
+}

@@ -1,0 +1,261 @@
+//! What pages and server functions exchange. Plain data, shared by the
+//! server (ssr) and the browser (hydrate).
+
+use serde::{Deserialize, Serialize};
+
+/// An event in the list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventCard {
+    pub id: String,
+    pub name: String,
+    pub venue: String,
+    pub starts_at: String,
+    pub on_sale: bool,
+    pub capacity: u64,
+}
+
+/// One seat of the layout; its state lives in [`SeatStates`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeatView {
+    pub id: String,
+    pub number: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowView {
+    pub label: String,
+    pub seats: Vec<SeatView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SectionView {
+    pub code: String,
+    pub name: String,
+    pub category: String,
+    /// Price of one seat, formatted (`89.00 EUR`).
+    pub price: String,
+    pub capacity: u64,
+    pub rows: Vec<RowView>,
+}
+
+/// Held or sold seats by id (`A-1-5` -> `held`); absent seats are free.
+pub type SeatStates = std::collections::HashMap<String, String>;
+
+/// An event's layout and the state of its seats when the page was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventPageData {
+    pub id: String,
+    pub name: String,
+    pub venue: String,
+    pub starts_at: String,
+    pub on_sale: bool,
+    pub max_seats: u64,
+    pub hold_minutes: i64,
+    pub sections: Vec<SectionView>,
+    pub states: SeatStates,
+}
+
+/// A buyer's booking as the page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BookingInfo {
+    pub id: String,
+    /// `pending` (still in the queue), `held`, `confirmed`, `cancelled`,
+    /// `expired` or `rejected`.
+    pub status: String,
+    pub seats: Vec<String>,
+    /// End of the hold, milliseconds since the epoch.
+    pub hold_expires_at_ms: Option<i64>,
+    pub total: String,
+}
+
+/// The answer to a buyer's action, in words, with the booking it concerns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuyerAnswer {
+    pub ok: bool,
+    pub message: String,
+    pub booking: Option<BookingInfo>,
+}
+
+/// How a buyer asks for seats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SeatRequest {
+    /// These seats, picked on the map.
+    Seats(Vec<String>),
+    /// The best `quantity` adjacent seats in a section.
+    BestAvailable { section: String, quantity: u16 },
+}
+
+/// A price category in the organizer's form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CategoryForm {
+    pub code: String,
+    pub name: String,
+    /// Price per seat in major units (`89.00`).
+    pub price: String,
+    pub currency: String,
+}
+
+/// A section in the organizer's form: `rows` rows (labelled 1..) of
+/// `seats_per_row` seats each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SectionForm {
+    pub code: String,
+    pub name: String,
+    pub category: String,
+    pub rows: u16,
+    pub seats_per_row: u16,
+}
+
+/// Everything the organizer's "new event" form sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub name: String,
+    pub venue: String,
+    /// `YYYY-MM-DDTHH:MM`, UTC.
+    pub starts_at: String,
+    pub max_seats_per_buyer: u16,
+    pub hold_minutes: u16,
+    pub open_now: bool,
+    pub categories: Vec<CategoryForm>,
+    pub sections: Vec<SectionForm>,
+}
+
+/// The live figures of one event's sale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaleStats {
+    pub name: String,
+    pub on_sale: bool,
+    pub capacity: u64,
+    pub free: u64,
+    pub held: u64,
+    pub sold: u64,
+    pub revenue: String,
+    /// Booking requests decided so far (for bookings per second).
+    pub decided: u64,
+    pub by_status: Vec<(String, u64)>,
+    pub rejections: Vec<(String, u64)>,
+    pub at_ms: i64,
+}
+
+/// Consumer lag of one partition, from the broker: the end of the log
+/// minus the group's committed offset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionLag {
+    /// The consumer group, without the deployment's prefix.
+    pub group: String,
+    /// The topic, without the deployment's prefix.
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub end: i64,
+    pub lag: i64,
+}
+
+/// One running instance of a role, as its metrics show it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodStats {
+    pub role: String,
+    pub pod: String,
+    pub requests_per_s: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub allocated_bytes: Option<f64>,
+    pub resident_bytes: Option<f64>,
+    pub rocksdb_bytes: Option<f64>,
+    pub tokio_workers: Option<f64>,
+    pub tokio_alive_tasks: Option<f64>,
+    pub tokio_queue_depth: Option<f64>,
+}
+
+/// What the operations view shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpsSnapshot {
+    pub at_ms: i64,
+    /// Where the per-pod figures come from.
+    pub source: String,
+    /// The prefix of every topic and group name (several systems can share
+    /// a broker).
+    pub prefix: String,
+    pub lag: Vec<PartitionLag>,
+    pub pods: Vec<PodStats>,
+    /// Sources that could not be read, in words.
+    pub problems: Vec<String>,
+}
+
+/// `12.3 MiB` for a byte count.
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes.max(0.0);
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `1234.50 EUR` for minor units and a currency.
+pub fn money(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", c / 100, c % 100)
+        .trim_end()
+        .to_owned()
+}
+
+/// Parses `89`, `89.5` or `89.50` into minor units; `None` for anything else.
+pub fn parse_money(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 2 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+/// `mm:ss` left until `deadline_ms`, or `None` once it passed.
+pub fn countdown(deadline_ms: i64, now_ms: i64) -> Option<String> {
+    let left = (deadline_ms - now_ms) / 1000;
+    (deadline_ms > now_ms).then(|| format!("{:02}:{:02}", left / 60, left % 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_round_trips_through_text() {
+        assert_eq!(money(8_900, "EUR"), "89.00 EUR");
+        assert_eq!(money(5, "EUR"), "0.05 EUR");
+        assert_eq!(money(-150, "USD"), "-1.50 USD");
+        assert_eq!(parse_money("89"), Some(8_900));
+        assert_eq!(parse_money("89.5"), Some(8_950));
+        assert_eq!(parse_money(" 0.05 "), Some(5));
+        for bad in ["", "-1", "1.234", "1,50", "abc", ".5", "1.x"] {
+            assert_eq!(parse_money(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_read_like_people_write_them() {
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
+
+    #[test]
+    fn the_countdown_ends_at_the_deadline() {
+        assert_eq!(countdown(600_000, 0).as_deref(), Some("10:00"));
+        assert_eq!(countdown(61_500, 0).as_deref(), Some("01:01"));
+        assert_eq!(countdown(1_000, 1_000), None);
+    }
+}

@@ -1,0 +1,677 @@
+//! The API client behind the server functions. Visitors' tokens live in
+//! HttpOnly cookies set here, so scripts in the page never see them: the
+//! buyer token (`bx_buyer`, created on the first booking) and the organizer
+//! token (`bx_organizer`, from signing in).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderValue, SET_COOKIE};
+use anyhow::{Context, anyhow, bail};
+use boxoffice_domain::RejectReason;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use leptos::prelude::use_context;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::model::{
+    BookingInfo, BuyerAnswer, EventCard, EventPageData, NewEvent, RowView, SaleStats, SeatRequest,
+    SeatView, SectionView, money, parse_money,
+};
+
+const BUYER_COOKIE: &str = "bx_buyer";
+const ORGANIZER_COOKIE: &str = "bx_organizer";
+
+static API: OnceLock<Api> = OnceLock::new();
+
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// For long-lived streams: no overall timeout.
+    pub stream: reqwest::Client,
+}
+
+/// Sets the API base URL once, at start.
+pub fn configure(base: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let stream = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
+    let _ = API.set(Api {
+        base: base.trim_end_matches('/').to_owned(),
+        http,
+        stream,
+    });
+    Ok(())
+}
+
+pub fn api() -> anyhow::Result<&'static Api> {
+    API.get()
+        .context("the dashboard's API client is not configured")
+}
+
+/// One API call: the status and the JSON body (`null` when there is none).
+async fn call(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    idempotency_key: Option<&str>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let api = api()?;
+    let mut req = api.http.request(method, format!("{}{path}", api.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(k) = idempotency_key {
+        req = req.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req
+        .send()
+        .await
+        .map_err(|e| anyhow!("The booking service is unreachable, try again in a moment ({e})."))?;
+    let status = res.status();
+    Ok((status, res.json().await.unwrap_or(Value::Null)))
+}
+
+/// The body of a successful call, or the API's own message as the error.
+async fn get_ok(path: &str, token: Option<&str>) -> anyhow::Result<Value> {
+    let (status, body) = call(Method::GET, path, token, None, None).await?;
+    if !status.is_success() {
+        bail!(
+            "{}",
+            message(&body, "The booking service refused the request.")
+        );
+    }
+    Ok(body)
+}
+
+/// The human sentence for an API error body.
+fn message(body: &Value, fallback: &str) -> String {
+    let code = body["code"].as_str().unwrap_or_default();
+    match code {
+        "seats_taken" => "Sorry, some of these seats were taken meanwhile. Pick others.".to_owned(),
+        "buyer_limit_exceeded" => {
+            "That would be more seats than one buyer may have for this event.".to_owned()
+        }
+        _ => body["message"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| RejectReason::from_code(code).map(|r| r.message().to_owned()))
+            .unwrap_or_else(|| fallback.to_owned()),
+    }
+}
+
+fn cookie_value(name: &str, value: &str, max_age_s: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}"
+    ))
+    .ok()
+}
+
+fn set_cookie(name: &str, value: &str, max_age_s: u64) {
+    if let (Some(res), Some(v)) = (
+        use_context::<leptos_actix::ResponseOptions>(),
+        cookie_value(name, value, max_age_s),
+    ) {
+        res.append_header(SET_COOKIE, v);
+    }
+}
+
+async fn cookie(name: &str) -> Option<String> {
+    let req: actix_web::HttpRequest = leptos_actix::extract().await.ok()?;
+    req.cookie(name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The visitor's buyer token; a new buyer identity on the first booking.
+async fn buyer_token() -> anyhow::Result<String> {
+    if let Some(t) = cookie(BUYER_COOKIE).await {
+        return Ok(t);
+    }
+    let (status, body) = call(Method::POST, "/api/auth/buyer", None, None, None).await?;
+    let token = body["token"]
+        .as_str()
+        .filter(|_| status.is_success())
+        .context("The booking service gave no buyer identity; try again.")?
+        .to_owned();
+    set_cookie(BUYER_COOKIE, &token, 7 * 24 * 3600);
+    Ok(token)
+}
+
+/// The visitor's organizer token, checked with the API.
+async fn organizer_token() -> anyhow::Result<String> {
+    let token = cookie(ORGANIZER_COOKIE)
+        .await
+        .context("Organizers only: sign in first.")?;
+    let body = get_ok("/api/auth/session", Some(&token))
+        .await
+        .map_err(|_| anyhow!("Organizers only: your sign-in expired, sign in again."))?;
+    if body["role"] != "organizer" {
+        bail!("Organizers only: sign in first.");
+    }
+    Ok(token)
+}
+
+/// The organizer token for a protected server function; anyone else gets
+/// 403 and the reason.
+pub(crate) async fn require_organizer() -> anyhow::Result<String> {
+    let token = organizer_token().await;
+    if token.is_err()
+        && let Some(res) = use_context::<leptos_actix::ResponseOptions>()
+    {
+        res.set_status(actix_web::http::StatusCode::FORBIDDEN);
+    }
+    token
+}
+
+pub async fn is_organizer() -> bool {
+    organizer_token().await.is_ok()
+}
+
+pub async fn sign_in(password: &str) -> anyhow::Result<()> {
+    let (status, body) = call(
+        Method::POST,
+        "/api/auth/organizer",
+        None,
+        Some(json!({ "password": password })),
+        None,
+    )
+    .await?;
+    if !status.is_success() {
+        bail!("{}", message(&body, "Signing in failed."));
+    }
+    let token = body["token"].as_str().context("no organizer token")?;
+    set_cookie(ORGANIZER_COOKIE, token, 12 * 3600);
+    Ok(())
+}
+
+pub fn sign_out() {
+    set_cookie(ORGANIZER_COOKIE, "", 0);
+}
+
+fn short_time(iso: &str) -> String {
+    iso.chars().take(16).collect::<String>().replace('T', " ")
+}
+
+pub async fn list_events() -> anyhow::Result<Vec<EventCard>> {
+    let body = get_ok("/api/events", None).await?;
+    Ok(body["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| EventCard {
+            id: e["id"].as_str().unwrap_or_default().to_owned(),
+            name: e["name"].as_str().unwrap_or_default().to_owned(),
+            venue: e["venue"].as_str().unwrap_or_default().to_owned(),
+            starts_at: short_time(e["starts_at"].as_str().unwrap_or_default()),
+            on_sale: e["on_sale"].as_bool().unwrap_or(false),
+            capacity: e["capacity"].as_u64().unwrap_or(0),
+        })
+        .collect())
+}
+
+pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
+    let (event_path, seats_path) = (
+        format!("/api/events/{id}"),
+        format!("/api/events/{id}/seats"),
+    );
+    let (event, seats) = futures::join!(get_ok(&event_path, None), get_ok(&seats_path, None));
+    let (event, seats) = (event?, seats?);
+    let spec = &event["spec"];
+    let category = |code: &str| {
+        spec["price_categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["code"] == code)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let sections = spec["venue"]["sections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let code = s["code"].as_str().unwrap_or_default().to_owned();
+            let c = category(s["price_category"].as_str().unwrap_or_default());
+            let rows: Vec<RowView> = s["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let label = r["label"].as_str().unwrap_or_default().to_owned();
+                    let count = r["seats"].as_u64().unwrap_or(0) as u32;
+                    RowView {
+                        seats: (1..=count)
+                            .map(|number| SeatView {
+                                id: format!("{code}-{label}-{number}"),
+                                number,
+                            })
+                            .collect(),
+                        label,
+                    }
+                })
+                .collect();
+            SectionView {
+                name: s["name"].as_str().unwrap_or_default().to_owned(),
+                category: c["name"].as_str().unwrap_or_default().to_owned(),
+                price: money(
+                    c["price_cents"].as_i64().unwrap_or(0),
+                    c["currency"].as_str().unwrap_or_default(),
+                ),
+                capacity: rows.iter().map(|r| r.seats.len() as u64).sum(),
+                code,
+                rows,
+            }
+        })
+        .collect();
+    let states = taken_seats(&seats);
+    Ok(EventPageData {
+        id: id.to_owned(),
+        name: event["name"].as_str().unwrap_or_default().to_owned(),
+        venue: spec["venue"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        starts_at: short_time(event["starts_at"].as_str().unwrap_or_default()),
+        on_sale: event["on_sale"].as_bool().unwrap_or(false),
+        max_seats: event["max_seats_per_buyer"].as_u64().unwrap_or(0),
+        hold_minutes: spec["hold_duration_ms"].as_i64().unwrap_or(0) / 60_000,
+        sections,
+        states,
+    })
+}
+
+fn taken_seats(seats: &Value) -> crate::model::SeatStates {
+    seats["seats"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(seat, status)| Some((seat.clone(), status.as_str()?.to_owned())))
+        .collect()
+}
+
+pub async fn seat_states(id: &str) -> anyhow::Result<crate::model::SeatStates> {
+    Ok(taken_seats(
+        &get_ok(&format!("/api/events/{id}/seats"), None).await?,
+    ))
+}
+
+/// A booking view from the API as the page shows it, with the sentence for it.
+fn booking_answer(view: &Value, currency: &str) -> BuyerAnswer {
+    let seats: Vec<String> = view["seats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    let status = view["status"].as_str().unwrap_or("pending").to_owned();
+    let expires = view["hold_expires_at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    let list = seats.join(", ");
+    let (ok, message) = match status.as_str() {
+        "held" => (
+            true,
+            format!("Held {list}: pay before the hold ends to buy them."),
+        ),
+        "confirmed" => (true, format!("Paid: {list} are yours. Enjoy the show!")),
+        "cancelled" => (true, format!("Cancelled: {list} went back on sale.")),
+        "expired" => (
+            false,
+            format!("The hold on {list} ended; the seats went back on sale."),
+        ),
+        "rejected" => (
+            false,
+            message(
+                &json!({ "code": view["reject_reason"] }),
+                "The booking was refused.",
+            ),
+        ),
+        _ => (
+            true,
+            "You are in the queue: your answer appears here in a moment.".to_owned(),
+        ),
+    };
+    BuyerAnswer {
+        ok,
+        message,
+        booking: Some(BookingInfo {
+            id: view["id"].as_str().unwrap_or_default().to_owned(),
+            total: money(view["total_cents"].as_i64().unwrap_or(0), currency),
+            status,
+            seats,
+            hold_expires_at_ms: expires,
+        }),
+    }
+}
+
+/// The event's currency, for showing booking totals.
+async fn currency_of(event: &str) -> String {
+    get_ok(&format!("/api/events/{event}"), None)
+        .await
+        .ok()
+        .and_then(|e| {
+            e["spec"]["price_categories"][0]["currency"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn refused(body: &Value, fallback: &str) -> BuyerAnswer {
+    BuyerAnswer {
+        ok: false,
+        message: message(body, fallback),
+        booking: None,
+    }
+}
+
+pub async fn request_seats(
+    event: &str,
+    request: SeatRequest,
+    key: &str,
+) -> anyhow::Result<BuyerAnswer> {
+    let token = buyer_token().await?;
+    let body = match request {
+        SeatRequest::Seats(seats) => json!({ "seats": seats }),
+        SeatRequest::BestAvailable { section, quantity } => {
+            json!({ "section": section, "quantity": quantity })
+        }
+    };
+    let (status, body) = call(
+        Method::POST,
+        &format!("/api/events/{event}/bookings"),
+        Some(&token),
+        Some(body),
+        Some(key),
+    )
+    .await?;
+    Ok(match status.as_u16() {
+        200..=202 => booking_answer(&body, &currency_of(event).await),
+        _ => refused(&body, "The booking was refused."),
+    })
+}
+
+pub async fn await_booking(id: &str) -> anyhow::Result<BuyerAnswer> {
+    let token = buyer_token().await?;
+    let (status, body) = call(
+        Method::GET,
+        &format!("/api/bookings/{id}?wait_ms=5000"),
+        Some(&token),
+        None,
+        None,
+    )
+    .await?;
+    Ok(match status.as_u16() {
+        200 => {
+            let event = body["event_id"].as_str().unwrap_or_default().to_owned();
+            booking_answer(&body, &currency_of(&event).await)
+        }
+        // Not decided yet: still in the queue.
+        202 | 404 => booking_answer(&json!({ "id": id, "status": "pending" }), ""),
+        _ => refused(&body, "This booking could not be read."),
+    })
+}
+
+async fn booking_action(
+    id: &str,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+) -> anyhow::Result<BuyerAnswer> {
+    let token = buyer_token().await?;
+    let key = format!("web-{}-{id}", path.rsplit('/').next().unwrap_or("action"));
+    let (status, body) = call(method, &path, Some(&token), body, Some(&key)).await?;
+    Ok(match status.as_u16() {
+        200 | 201 => {
+            let event = body["event_id"].as_str().unwrap_or_default().to_owned();
+            booking_answer(&body, &currency_of(&event).await)
+        }
+        202 => booking_answer(&json!({ "id": id, "status": "pending" }), ""),
+        _ => refused(&body, "That did not work."),
+    })
+}
+
+pub async fn confirm_booking(id: &str) -> anyhow::Result<BuyerAnswer> {
+    // The payment itself is out of scope: the reference stands for what a
+    // payment provider would return.
+    let reference = format!("web-{}", uuid::Uuid::new_v4().simple());
+    booking_action(
+        id,
+        Method::POST,
+        format!("/api/bookings/{id}/confirm"),
+        Some(json!({ "payment_reference": reference })),
+    )
+    .await
+}
+
+pub async fn cancel_booking(id: &str) -> anyhow::Result<BuyerAnswer> {
+    booking_action(id, Method::DELETE, format!("/api/bookings/{id}"), None).await
+}
+
+/// The API's event body for the organizer's form, with every field checked.
+pub fn event_body(form: &NewEvent, now: DateTime<Utc>) -> anyhow::Result<Value> {
+    let name = form.name.trim();
+    anyhow::ensure!(!name.is_empty(), "Give the event a name.");
+    anyhow::ensure!(!form.venue.trim().is_empty(), "Give the venue a name.");
+    let starts_at = NaiveDateTime::parse_from_str(form.starts_at.trim(), "%Y-%m-%dT%H:%M")
+        .map_err(|_| anyhow!("Pick the date and time the event starts."))?
+        .and_utc();
+    anyhow::ensure!(starts_at > now, "The event must start in the future.");
+    anyhow::ensure!(
+        !form.categories.is_empty(),
+        "Add at least one price category."
+    );
+    anyhow::ensure!(!form.sections.is_empty(), "Add at least one section.");
+    let mut categories = Vec::new();
+    for c in &form.categories {
+        let cents = parse_money(&c.price)
+            .ok_or_else(|| anyhow!("The price of category {:?} must look like 89.00.", c.code))?;
+        categories.push(json!({
+            "code": c.code.trim(),
+            "name": c.name.trim(),
+            "price_cents": cents,
+            "currency": c.currency.trim().to_uppercase(),
+        }));
+    }
+    let mut sections = Vec::new();
+    for s in &form.sections {
+        anyhow::ensure!(
+            (1..=100).contains(&s.rows) && (1..=200).contains(&s.seats_per_row),
+            "Section {:?} needs 1 to 100 rows of 1 to 200 seats.",
+            s.code
+        );
+        anyhow::ensure!(
+            form.categories
+                .iter()
+                .any(|c| c.code.trim() == s.category.trim()),
+            "Section {:?} uses price category {:?}, which is not in the list.",
+            s.code,
+            s.category
+        );
+        let rows: Vec<Value> = (1..=s.rows)
+            .map(|r| json!({ "label": r.to_string(), "seats": s.seats_per_row }))
+            .collect();
+        sections.push(json!({
+            "code": s.code.trim(),
+            "name": s.name.trim(),
+            "price_category": s.category.trim(),
+            "rows": rows,
+        }));
+    }
+    Ok(json!({
+        "name": name,
+        "starts_at": starts_at,
+        "sale_opens_at": if form.open_now { now } else { starts_at },
+        "sale_closes_at": starts_at,
+        "venue": { "name": form.venue.trim(), "sections": sections },
+        "price_categories": categories,
+        "max_seats_per_buyer": form.max_seats_per_buyer,
+        "hold_duration_seconds": i64::from(form.hold_minutes) * 60,
+    }))
+}
+
+pub async fn create_event(form: NewEvent) -> anyhow::Result<String> {
+    let token = require_organizer().await?;
+    let body = event_body(&form, Utc::now())?;
+    let key = format!("web-create-{}", uuid::Uuid::new_v4().simple());
+    let (status, body) = call(
+        Method::POST,
+        "/api/events",
+        Some(&token),
+        Some(body),
+        Some(&key),
+    )
+    .await?;
+    if !status.is_success() {
+        bail!("{}", message(&body, "The event could not be created."));
+    }
+    body["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the API answered without an event id")
+}
+
+pub async fn set_sale(id: &str, open: bool) -> anyhow::Result<bool> {
+    let token = require_organizer().await?;
+    let (status, body) = call(
+        Method::POST,
+        &format!("/api/events/{id}/sale"),
+        Some(&token),
+        Some(json!({ "open": open })),
+        None,
+    )
+    .await?;
+    if !status.is_success() {
+        bail!("{}", message(&body, "The sale could not be switched."));
+    }
+    Ok(body["on_sale"].as_bool().unwrap_or(open))
+}
+
+pub async fn sale_stats(id: &str) -> anyhow::Result<SaleStats> {
+    let token = require_organizer().await?;
+    let s = get_ok(&format!("/api/events/{id}/stats"), Some(&token)).await?;
+    let pairs = |v: &Value| -> Vec<(String, u64)> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let b = &s["bookings"];
+    Ok(SaleStats {
+        name: s["name"].as_str().unwrap_or_default().to_owned(),
+        on_sale: s["on_sale"].as_bool().unwrap_or(false),
+        capacity: s["capacity"].as_u64().unwrap_or(0),
+        free: s["free"].as_u64().unwrap_or(0),
+        held: s["held"].as_u64().unwrap_or(0),
+        sold: s["sold"].as_u64().unwrap_or(0),
+        revenue: money(
+            b["revenue_cents"].as_i64().unwrap_or(0),
+            s["currency"].as_str().unwrap_or_default(),
+        ),
+        decided: b["decided"].as_u64().unwrap_or(0),
+        by_status: pairs(&b["by_status"]),
+        rejections: pairs(&b["rejections"])
+            .into_iter()
+            .map(|(code, n)| {
+                let text = RejectReason::from_code(&code).map_or(code, |r| r.message().to_owned());
+                (text, n)
+            })
+            .collect(),
+        at_ms: s["at_ms"].as_i64().unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CategoryForm, SectionForm};
+
+    fn form() -> NewEvent {
+        NewEvent {
+            name: "Spring Gala".into(),
+            venue: "Hall".into(),
+            starts_at: "2030-05-01T20:00".into(),
+            max_seats_per_buyer: 4,
+            hold_minutes: 10,
+            open_now: true,
+            categories: vec![CategoryForm {
+                code: "P".into(),
+                name: "Premium".into(),
+                price: "89.50".into(),
+                currency: "eur".into(),
+            }],
+            sections: vec![SectionForm {
+                code: "A".into(),
+                name: "Stalls".into(),
+                category: "P".into(),
+                rows: 3,
+                seats_per_row: 12,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_form_becomes_the_api_body() {
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let body = event_body(&form(), now).unwrap();
+        assert_eq!(body["price_categories"][0]["price_cents"], 8950);
+        assert_eq!(body["price_categories"][0]["currency"], "EUR");
+        assert_eq!(
+            body["venue"]["sections"][0]["rows"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            body["venue"]["sections"][0]["rows"][2],
+            json!({ "label": "3", "seats": 12 })
+        );
+        assert_eq!(body["hold_duration_seconds"], 600);
+        assert_eq!(body["sale_opens_at"], json!(now));
+    }
+
+    #[test]
+    fn a_bad_form_gets_a_sentence_not_a_request() {
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        type Spoil = fn(&mut NewEvent);
+        let cases: [(Spoil, &str); 5] = [
+            (|f| f.name = " ".into(), "name"),
+            (|f| f.starts_at = "2029-01-01T10:00".into(), "future"),
+            (|f| f.categories[0].price = "12,50".into(), "price"),
+            (|f| f.sections[0].category = "X".into(), "not in the list"),
+            (|f| f.sections[0].rows = 0, "1 to 100 rows"),
+        ];
+        for (spoil, expected) in cases {
+            let mut f = form();
+            spoil(&mut f);
+            let err = event_body(&f, now).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejections_read_as_sentences() {
+        assert!(message(&json!({ "code": "seats_taken" }), "x").contains("taken meanwhile"));
+        assert_eq!(
+            message(&json!({ "code": "sale_not_open" }), "x"),
+            "The sale for this event is not open."
+        );
+        assert_eq!(message(&Value::Null, "fallback"), "fallback");
+    }
+}

@@ -1,0 +1,97 @@
+// An organizer in a real browser: signs in (a wrong password first), creates
+// an event with the form, opens its sale view and watches the counts move
+// while a small load run (`boxoffice loadgen`) books seats, then opens the
+// operations view and sees queue depth and every pod. Prints a JSON summary
+// on the last line; screenshots go to the folder given.
+//   node organizer.mjs <dashboard-url> <api-url> <screenshot-dir> <boxoffice-binary>
+import { spawn } from 'node:child_process';
+import { launch, open, log } from './common.mjs';
+
+const [dashboard, api, shots, boxoffice] = process.argv.slice(2);
+const browser = await launch();
+const summary = {};
+const stat = async (page, key) => Number((await page.locator(`[data-stat="${key}"] .value`).textContent()).trim());
+try {
+  const page = await (await browser.newContext({ viewport: { width: 1366, height: 1000 } })).newPage();
+  await open(page, `${dashboard}/organizer`);
+  await page.getByRole('heading', { name: 'Organizers only' }).waitFor();
+  await page.fill('#password', 'not the password');
+  await page.click('#sign-in');
+  await page.getByRole('status').getByText(/wrong organizer password/i).waitFor({ timeout: 10000 });
+  await page.fill('#password', 'organizer');
+  await page.click('#sign-in');
+  await page.getByRole('heading', { name: 'Your events' }).waitFor({ timeout: 15000 });
+  summary.signed_in = true;
+
+  // A new event through the form: the defaults are 2 sections, 100 seats.
+  await page.click('text=Create an event');
+  await page.getByRole('heading', { name: 'New event' }).waitFor();
+  await page.waitForFunction(() => document.querySelector('#starts-at')?.value !== '');
+  await page.fill('#event-name', 'Browser Test Gala');
+  await page.fill('#venue-name', 'Test Hall');
+  await page.screenshot({ path: `${shots}/organizer-new-event.png`, fullPage: true });
+  await page.click('#create');
+  await page.waitForURL(/\/organizer\/events\/[0-9a-f-]{36}$/, { timeout: 20000 });
+  const event = page.url().split('/').pop();
+  await page.locator('[data-stat="capacity"] .value').getByText('100').waitFor({ timeout: 15000 });
+  summary.created = event;
+  log('created event', event);
+
+  // A small load run against the new event while the page watches: two
+  // buyers at a time, so the sale takes some seconds.
+  const loadgen = spawn(boxoffice, ['loadgen', '--api', api, '--event', event,
+    '--requests', '300', '--concurrency', '2', '--max-quantity', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let report = '';
+  let done = false;
+  loadgen.stdout.on('data', (d) => { report += d; });
+  const finished = new Promise((resolve) => loadgen.on('exit', (code) => { done = true; resolve(code); }));
+  const seen = new Set();
+  let fastest = 0;
+  let shot = false;
+  while (!done) {
+    const taken = (await stat(page, 'held')) + (await stat(page, 'sold'));
+    if (!Number.isNaN(taken)) seen.add(taken);
+    const rate = Number((await page.locator('[data-stat="rate"] .value').textContent()).trim());
+    if (rate > fastest) fastest = rate;
+    if (!shot && taken >= 30) {
+      await page.screenshot({ path: `${shots}/organizer-sale-live.png`, fullPage: true });
+      shot = true;
+    }
+    await page.waitForTimeout(250);
+  }
+  const code = await finished;
+  if (code !== 0) throw new Error(`loadgen failed (${code}): ${report}`);
+  // After the run the view catches up with what the API says.
+  const seats = await (await fetch(`${api}/api/events/${event}/seats`)).json();
+  const free = seats.sections.reduce((n, s) => n + s.free, 0);
+  await page.waitForFunction((f) => Number(document.querySelector('[data-stat="free"] .value')?.textContent) === f, free, { timeout: 20000 });
+  summary.final_free = free;
+  summary.loadgen = JSON.parse(report);
+  const moving = [...seen].sort((a, b) => a - b);
+  summary.counts_seen = moving;
+  summary.fastest_bookings_per_s = fastest;
+  summary.rejections_listed = await page.locator('#rejections tbody tr').count();
+  summary.revenue = (await page.locator('[data-stat="revenue"] .value').textContent()).trim();
+  await page.screenshot({ path: `${shots}/organizer-sale-sold-out.png`, fullPage: true });
+  log('sale view moved through', moving.length, 'counts; revenue', summary.revenue);
+
+  // Close the sale from the view.
+  await page.click('#sale-switch');
+  await page.locator('#sale-switch').getByText('Open the sale').waitFor({ timeout: 15000 });
+  summary.sale_closed = true;
+
+  // Operations: queue depth from the broker and every pod's figures.
+  await page.goto(`${dashboard}/organizer/operations`);
+  await page.waitForSelector('body[data-hydrated="true"]');
+  await page.locator('#queue-depth tbody tr').first().waitFor({ timeout: 20000 });
+  await page.waitForFunction(() => [...document.querySelectorAll('#pods tbody tr')]
+    .some((r) => r.dataset.pod?.startsWith('api') && /\d/.test(r.children[2].textContent)), null, { timeout: 20000 });
+  summary.partitions = await page.locator('#queue-depth tbody tr').count();
+  summary.pods = await page.locator('#pods tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.pod));
+  await page.waitForTimeout(4000); // a few samples for the charts
+  await page.screenshot({ path: `${shots}/organizer-operations.png`, fullPage: true });
+  log('operations view:', summary.partitions, 'partitions,', summary.pods.length, 'pods');
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(summary));
