@@ -16,7 +16,9 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 scripts/stack.sh install
 scripts/stack.sh up
 say "building boxoffice (first build takes a while: RocksDB and librdkafka are C/C++)"
-cargo build -p boxoffice
+# The same build as scripts/test.sh (tests included), so that one never
+# rebuilds what the other built with other dependency features.
+cargo build --workspace --all-targets
 scripts/build-web.sh
 
 mkdir -p "$STACK/roles" "$STACK/logs" "$STACK/prometheus/targets"

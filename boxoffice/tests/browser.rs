@@ -78,11 +78,18 @@ fn node(stack: &Stack, script: &str, args: &[&str]) -> Value {
 async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pages() {
     let (stack, dashboard, api) = system("browser-buyer").await;
     let event = stack.create_event(&api, 2, 6, 14, 600).await;
+    let short_hold = stack.create_event(&api, 1, 3, 8, 4).await;
     let shots = screenshots();
     let summary = node(
         &stack,
         "buyer.mjs",
-        &[&dashboard, &api, &event, &shots.display().to_string()],
+        &[
+            &dashboard,
+            &api,
+            &event,
+            &shots.display().to_string(),
+            &short_hold,
+        ],
     );
     eprintln!("[browser] {summary}; screenshots in {}", shots.display());
     assert_eq!(
@@ -92,6 +99,8 @@ async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pa
     assert_eq!(summary["second_browser_saw_sold"], true);
     assert_eq!(summary["taken_seat_refused"], true);
     assert_eq!(summary["organizer_pages_refused"], true);
+    assert_eq!(summary["hold_expired_in_view"], true);
+    assert_eq!(summary["limit_refused_and_hold_cancelled"], true);
     assert_eq!(summary["listed"], true);
 
     // What the browser did is what the system recorded: two seats sold.

@@ -217,6 +217,28 @@ fn Booking(page: EventPageData) -> impl IntoView {
             .map(|t| countdown(t, now.get()))
     };
 
+    // When the countdown ends, ask for the booking again shortly after: the
+    // system expires the hold on its own and the page then says so.
+    let expiry_checked = StoredValue::new(None::<String>);
+    Effect::new(move |_| {
+        if !matches!(left(), Some(None)) {
+            return;
+        }
+        let Some(id) = held_id.get_untracked() else {
+            return;
+        };
+        if expiry_checked.get_value().as_deref() == Some(id.as_str()) {
+            return;
+        }
+        expiry_checked.set_value(Some(id.clone()));
+        #[cfg(feature = "hydrate")]
+        set_timeout(
+            move || {
+                wait.dispatch(id);
+            },
+            Duration::from_secs(3),
+        );
+    });
     let sections = page.sections.clone();
     let first_section = sections.first().map(|s| s.code.clone()).unwrap_or_default();
     let best_section = RwSignal::new(first_section);
@@ -230,7 +252,7 @@ fn Booking(page: EventPageData) -> impl IntoView {
             <span class=if page.on_sale { "badge open" } else { "badge" }>
                 {if page.on_sale { "On sale" } else { "Not on sale" }}
             </span>
-            " · up to " {max} " seats per buyer · holds last " {page.hold_minutes} " min · "
+            " · up to " {max} " seats per buyer · holds last " {page.hold.clone()} " · "
             <span class="muted" data-live=move || live.get().to_string()>
                 {move || if live.get() { "live" } else { "connecting…" }}
             </span>
@@ -282,7 +304,8 @@ fn Booking(page: EventPageData) -> impl IntoView {
                                 }}
                             </span>
                         </span>
-                        <button id="confirm" class="primary" disabled=busy
+                        <button id="confirm" class="primary"
+                            disabled=move || busy() || matches!(left(), Some(None))
                             on:click=move |_| { confirm.dispatch(pay.clone()); }>
                             {move || held().map(|b| format!("Pay {} and confirm", b.total))}
                         </button>

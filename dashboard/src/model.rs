@@ -50,7 +50,8 @@ pub struct EventPageData {
     pub starts_at: String,
     pub on_sale: bool,
     pub max_seats: u64,
-    pub hold_minutes: i64,
+    /// How long a hold lasts, in words (`10 min`).
+    pub hold: String,
     pub sections: Vec<SectionView>,
     pub states: SeatStates,
 }
@@ -115,7 +116,10 @@ pub struct NewEvent {
     pub starts_at: String,
     pub max_seats_per_buyer: u16,
     pub hold_minutes: u16,
+    /// Open the sale at once; otherwise at `sale_opens_at`.
     pub open_now: bool,
+    /// `YYYY-MM-DDTHH:MM`, UTC; used when `open_now` is off.
+    pub sale_opens_at: String,
     pub categories: Vec<CategoryForm>,
     pub sections: Vec<SectionForm>,
 }
@@ -222,6 +226,16 @@ pub fn parse_money(text: &str) -> Option<i64> {
     whole.checked_mul(100)?.checked_add(frac)
 }
 
+/// A duration in words: `10 min`, `1 min 30 s`, `45 s`.
+pub fn duration_words(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match (s / 60, s % 60) {
+        (0, sec) => format!("{sec} s"),
+        (min, 0) => format!("{min} min"),
+        (min, sec) => format!("{min} min {sec} s"),
+    }
+}
+
 /// `mm:ss` left until `deadline_ms`, or `None` once it passed.
 pub fn countdown(deadline_ms: i64, now_ms: i64) -> Option<String> {
     let left = (deadline_ms - now_ms) / 1000;
@@ -250,6 +264,13 @@ mod tests {
         assert_eq!(human_bytes(512.0), "512 B");
         assert_eq!(human_bytes(1536.0), "1.5 KiB");
         assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration_words(600_000), "10 min");
+        assert_eq!(duration_words(90_000), "1 min 30 s");
+        assert_eq!(duration_words(4_000), "4 s");
     }
 
     #[test]

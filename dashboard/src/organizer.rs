@@ -168,6 +168,7 @@ fn NewEventForm() -> impl IntoView {
     let max_seats = s("6");
     let hold_minutes = s("10");
     let open_now = RwSignal::new(true);
+    let sale_opens_at = s("");
     let next_key = StoredValue::new(10usize);
     let category = move |code: &str, name: &str, price: &str| {
         let key = next_key.get_value();
@@ -239,6 +240,7 @@ fn NewEventForm() -> impl IntoView {
                 max_seats_per_buyer: number(max_seats, "Seats per buyer")?,
                 hold_minutes: number(hold_minutes, "Hold minutes")?,
                 open_now: open_now.get_untracked(),
+                sale_opens_at: sale_opens_at.get_untracked(),
                 categories: categories
                     .get_untracked()
                     .into_iter()
@@ -290,6 +292,13 @@ fn NewEventForm() -> impl IntoView {
                         "Open the sale now"
                         <input id="open-now" type="checkbox" prop:checked=move || open_now.get()
                             on:change=move |ev| open_now.set(event_target_checked(&ev))/>
+                    </label>
+                    <label>
+                        "or on (UTC)"
+                        <input id="sale-opens-at" type="datetime-local"
+                            disabled=move || open_now.get()
+                            prop:value=move || sale_opens_at.get()
+                            on:input=move |ev| sale_opens_at.set(event_target_value(&ev))/>
                     </label>
                 </div>
             </fieldset>

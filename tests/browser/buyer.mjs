@@ -5,10 +5,11 @@
 // takes meanwhile and reads why the hold failed. Buyer 3 then cannot open
 // the organizer pages or call their server functions. Prints a JSON summary
 // on the last line; screenshots go to the folder given.
-//   node buyer.mjs <dashboard-url> <api-url> <event-id> <screenshot-dir>
+// On an event whose holds last seconds, a hold runs out in front of buyer 1.
+//   node buyer.mjs <dashboard-url> <api-url> <event-id> <screenshot-dir> <short-hold-event-id>
 import { launch, open, log } from './common.mjs';
 
-const [dashboard, api, event, shots] = process.argv.slice(2);
+const [dashboard, api, event, shots, shortHold] = process.argv.slice(2);
 const browser = await launch();
 const summary = {};
 try {
@@ -47,6 +48,21 @@ try {
   summary.second_browser_saw_sold = true;
   await two.screenshot({ path: `${shots}/buyer-seat-map-live.png`, fullPage: true });
   log('buyer 2 saw', seats.join(', '), 'turn sold live');
+
+  // Buyer 1 may have 4 seats for this event: 3 more is refused, in words.
+  await one.fill('#best-quantity', '3');
+  await one.click('#best');
+  await one.getByRole('status').getByText(/more seats than one buyer may have/).waitFor({ timeout: 15000 });
+  // One more seat is fine; buyer 1 holds it, then gives it back.
+  await one.getByRole('button', { name: 'Seat B-6-14, free' }).click();
+  await one.click('#hold');
+  await one.getByRole('status').getByText(/^Held B-6-14/).waitFor({ timeout: 15000 });
+  await two.locator('[data-seat="B-6-14"].held').waitFor({ timeout: 15000 });
+  await one.click('#cancel');
+  await one.getByRole('status').getByText(/^Cancelled: B-6-14/).waitFor({ timeout: 15000 });
+  await two.locator('[data-seat="B-6-14"].free').waitFor({ timeout: 15000 });
+  summary.limit_refused_and_hold_cancelled = true;
+  log('buyer 1 was refused past the limit, then held and cancelled B-6-14');
 
   // Buyer 3 is on a phone whose live feed lags (blocked here), so the map
   // still shows A-3-5 free when a rival takes it through the API.
@@ -94,6 +110,19 @@ try {
   });
   if (direct.status !== 403) throw new Error(`a buyer calling /rpc/operations got ${direct.status}: ${direct.body}`);
   summary.organizer_pages_refused = true;
+
+  // A hold that runs out: the countdown ends and the page says so.
+  await open(one, `${dashboard}/events/${shortHold}`);
+  await one.getByRole('button', { name: 'Seat A-2-3, free' }).click();
+  await one.click('#hold');
+  await one.locator('#countdown').getByText(/^00:0\d left$/).waitFor({ timeout: 15000 });
+  await one.locator('#countdown').getByText('the hold ended').waitFor({ timeout: 15000 });
+  if (!(await one.locator('#confirm').isDisabled())) throw new Error('paying stays possible after the hold ended');
+  await one.getByRole('status').getByText(/^The hold on A-2-3 ended/).waitFor({ timeout: 20000 });
+  await one.locator('[data-seat="A-2-3"].free').waitFor({ timeout: 10000 });
+  summary.hold_expired_in_view = true;
+  await one.screenshot({ path: `${shots}/buyer-hold-expired.png` });
+  log('buyer 1 watched a hold run out');
 
   // The event list links to the event.
   const list = await browser.newPage();

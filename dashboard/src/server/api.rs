@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::model::{
     BookingInfo, BuyerAnswer, EventCard, EventPageData, NewEvent, RowView, SaleStats, SeatRequest,
-    SeatView, SectionView, money, parse_money,
+    SeatView, SectionView, duration_words, money, parse_money,
 };
 
 const BUYER_COOKIE: &str = "bx_buyer";
@@ -283,7 +283,7 @@ pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
         starts_at: short_time(event["starts_at"].as_str().unwrap_or_default()),
         on_sale: event["on_sale"].as_bool().unwrap_or(false),
         max_seats: event["max_seats_per_buyer"].as_u64().unwrap_or(0),
-        hold_minutes: spec["hold_duration_ms"].as_i64().unwrap_or(0) / 60_000,
+        hold: duration_words(spec["hold_duration_ms"].as_i64().unwrap_or(0)),
         sections,
         states,
     })
@@ -463,10 +463,22 @@ pub fn event_body(form: &NewEvent, now: DateTime<Utc>) -> anyhow::Result<Value> 
     let name = form.name.trim();
     anyhow::ensure!(!name.is_empty(), "Give the event a name.");
     anyhow::ensure!(!form.venue.trim().is_empty(), "Give the venue a name.");
-    let starts_at = NaiveDateTime::parse_from_str(form.starts_at.trim(), "%Y-%m-%dT%H:%M")
-        .map_err(|_| anyhow!("Pick the date and time the event starts."))?
-        .and_utc();
+    let minute = |text: &str| {
+        NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M").map(|t| t.and_utc())
+    };
+    let starts_at =
+        minute(&form.starts_at).map_err(|_| anyhow!("Pick the date and time the event starts."))?;
     anyhow::ensure!(starts_at > now, "The event must start in the future.");
+    let sale_opens_at = if form.open_now {
+        now
+    } else {
+        minute(&form.sale_opens_at)
+            .map_err(|_| anyhow!("Pick when the sale opens, or open it now."))?
+    };
+    anyhow::ensure!(
+        sale_opens_at < starts_at,
+        "The sale must open before the event starts."
+    );
     anyhow::ensure!(
         !form.categories.is_empty(),
         "Add at least one price category."
@@ -511,7 +523,7 @@ pub fn event_body(form: &NewEvent, now: DateTime<Utc>) -> anyhow::Result<Value> 
     Ok(json!({
         "name": name,
         "starts_at": starts_at,
-        "sale_opens_at": if form.open_now { now } else { starts_at },
+        "sale_opens_at": sale_opens_at,
         "sale_closes_at": starts_at,
         "venue": { "name": form.venue.trim(), "sections": sections },
         "price_categories": categories,
@@ -605,6 +617,7 @@ mod tests {
             max_seats_per_buyer: 4,
             hold_minutes: 10,
             open_now: true,
+            sale_opens_at: String::new(),
             categories: vec![CategoryForm {
                 code: "P".into(),
                 name: "Premium".into(),
@@ -642,6 +655,13 @@ mod tests {
         );
         assert_eq!(body["hold_duration_seconds"], 600);
         assert_eq!(body["sale_opens_at"], json!(now));
+
+        let mut later = form();
+        later.open_now = false;
+        later.sale_opens_at = "2030-04-01T10:00".into();
+        let body = event_body(&later, now).unwrap();
+        assert_eq!(body["sale_opens_at"], "2030-04-01T10:00:00Z");
+        assert_eq!(body["sale_closes_at"], "2030-05-01T20:00:00Z");
     }
 
     #[test]
@@ -650,12 +670,20 @@ mod tests {
             .unwrap()
             .to_utc();
         type Spoil = fn(&mut NewEvent);
-        let cases: [(Spoil, &str); 5] = [
+        let cases: [(Spoil, &str); 7] = [
             (|f| f.name = " ".into(), "name"),
             (|f| f.starts_at = "2029-01-01T10:00".into(), "future"),
             (|f| f.categories[0].price = "12,50".into(), "price"),
             (|f| f.sections[0].category = "X".into(), "not in the list"),
             (|f| f.sections[0].rows = 0, "1 to 100 rows"),
+            (|f| f.open_now = false, "when the sale opens"),
+            (
+                |f| {
+                    f.open_now = false;
+                    f.sale_opens_at = "2030-06-01T10:00".into();
+                },
+                "before the event starts",
+            ),
         ];
         for (spoil, expected) in cases {
             let mut f = form();
