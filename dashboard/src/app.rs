@@ -5,8 +5,12 @@ use leptos_meta::{MetaTags, Style, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
-use crate::buyer::{EventList, EventPage};
-use crate::organizer::{NewEventPage, OperationsPage, OrganizerHome, SalePage};
+use crate::pages::event::EventPage;
+use crate::pages::events::EventList;
+use crate::pages::new_event::NewEventPage;
+use crate::pages::operations::OperationsPage;
+use crate::pages::organizer::OrganizerHome;
+use crate::pages::sale::SalePage;
 
 const CSS: &str = include_str!("style.css");
 

@@ -2,6 +2,9 @@
 
 use leptos::prelude::*;
 
+/// How many samples the live charts keep (about two minutes).
+pub const HISTORY: usize = 120;
+
 /// A sparkline of `values` (oldest first), scaled to its own range.
 #[component]
 pub fn Sparkline(

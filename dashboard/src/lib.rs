@@ -6,10 +6,9 @@
 //! functions, so the browser talks to one origin.
 
 pub mod app;
-pub mod buyer;
 pub mod charts;
 pub mod model;
-pub mod organizer;
+pub mod pages;
 pub mod promtext;
 pub mod rpc;
 pub mod seatmap;

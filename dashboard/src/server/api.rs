@@ -71,11 +71,14 @@ async fn call(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let res = req
-        .send()
-        .await
-        .map_err(|e| anyhow!("The booking service is unreachable, try again in a moment ({e})."))?;
+    let res = req.send().await.map_err(|e| {
+        tracing::warn!(path, error = %e, "the API is unreachable");
+        anyhow!("The booking service is unreachable, try again in a moment.")
+    })?;
     let status = res.status();
+    if status.is_server_error() {
+        tracing::warn!(path, %status, "the API failed");
+    }
     Ok((status, res.json().await.unwrap_or(Value::Null)))
 }
 

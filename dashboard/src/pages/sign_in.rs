@@ -1,0 +1,63 @@
+//! The organizer sign-in, in front of every organizer page.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::app::{Notice, error_text};
+use crate::rpc::{is_organizer, sign_in};
+
+/// Shows `children` to signed-in organizers and the sign-in form to anyone
+/// else; the data behind these pages is refused to them as well.
+#[component]
+pub fn OrganizersOnly(children: ChildrenFn) -> impl IntoView {
+    let signed_in = Resource::new(|| (), |_| is_organizer());
+    let children = StoredValue::new(children);
+    view! {
+        <Suspense fallback=|| view! { <p>"Checking your sign-in…"</p> }>
+            {move || Suspend::new(async move {
+                match signed_in.await {
+                    Ok(true) => children.with_value(|c| c()).into_any(),
+                    _ => view! { <SignIn/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+pub fn reload_page() {
+    #[cfg(feature = "hydrate")]
+    let _ = window().location().reload();
+}
+
+#[component]
+fn SignIn() -> impl IntoView {
+    let password = RwSignal::new(String::new());
+    let submit = Action::new(move |p: &String| sign_in(p.clone()));
+    Effect::new(move |_| {
+        if let Some(Ok(())) = submit.value().get() {
+            reload_page();
+        }
+    });
+    view! {
+        <Title text="boxoffice: organizers only"/>
+        <h1>"Organizers only"</h1>
+        <p>"These pages are for event organizers. Sign in with the organizers' password."</p>
+        <form class="form toolbar" on:submit=move |ev| {
+            ev.prevent_default();
+            submit.dispatch(password.get_untracked());
+        }>
+            <label>
+                "Password"
+                <input id="password" type="password" autocomplete="current-password"
+                    on:input=move |ev| password.set(event_target_value(&ev))/>
+            </label>
+            <button id="sign-in" class="primary" type="submit" disabled=move || submit.pending().get()>"Sign in"</button>
+        </form>
+        <p role="status" aria-live="polite">
+            {move || match submit.value().get() {
+                Some(Err(e)) => Some(view! { <Notice ok=false text=error_text(&e)/> }),
+                _ => None,
+            }}
+        </p>
+    }
+}
