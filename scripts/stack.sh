@@ -13,6 +13,7 @@ TOOLS="${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}"
 NISSHI_VERSION=0.8.1
 # Must equal the wasm-bindgen crate the web app pins (dashboard/Cargo.toml).
 WASM_BINDGEN_VERSION=0.2.130
+KUBERNETES_VALIDATE_VERSION=1.31.0
 BROKER_PORT=9092
 PROMETHEUS_PORT=9090
 
@@ -79,6 +80,11 @@ cmd_install() {
   if [[ ! -d "$ROOT/tests/browser/node_modules/playwright-core" ]]; then
     say "installing playwright-core for the browser tests (drives Debian's chromium; no browser download)"
     (cd "$ROOT/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+  if [[ ! -x "$TOOLS/venv/bin/kubernetes-validate" ]]; then
+    say "installing kubernetes-validate (Kubernetes API schemas, for checking k8s/)"
+    python3 -m venv "$TOOLS/venv"
+    "$TOOLS/venv/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   fi
   if ! command -v cargo-nextest >/dev/null; then
     say "installing cargo-nextest"
