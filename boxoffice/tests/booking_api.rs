@@ -217,15 +217,7 @@ async fn a_booking_is_held_replayed_confirmed_and_streamed_live() {
         (403, Some("not_your_booking"))
     );
 
-    let (status, seats) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (status, seats) = stack.seat_map(&api, &event).await;
     assert_eq!(status, 200);
     assert_eq!(seats["seats"]["A-1-4"], "held");
     assert_eq!(seats["sections"][0]["held"], 2);
@@ -295,15 +287,7 @@ async fn a_booking_is_held_replayed_confirmed_and_streamed_live() {
         (200, Some("cancelled")),
         "{cancelled}"
     );
-    let (_, seats) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (_, seats) = stack.seat_map(&api, &event).await;
     assert_eq!(seats["seats"]["A-1-4"], "sold");
     assert!(
         seats["seats"].get(&seats_b[0]).is_none(),
@@ -324,15 +308,7 @@ async fn a_booking_is_held_replayed_confirmed_and_streamed_live() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    let (status, seats) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (status, seats) = stack.seat_map(&api, &event).await;
     assert_eq!(status, 200, "{seats}");
     assert_eq!(
         seats["seats"]["A-1-4"], "sold",
@@ -404,15 +380,7 @@ async fn holds_expire_and_a_late_confirm_is_refused() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status_now, "expired", "the hold expired by itself");
-    let (_, seats) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (_, seats) = stack.seat_map(&api, &event).await;
     assert!(
         seats["seats"].as_object().unwrap().is_empty(),
         "expired seats are free: {seats}"

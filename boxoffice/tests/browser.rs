@@ -8,9 +8,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use reqwest::Method;
 use serde_json::Value;
-use support::{Stack, call};
+use support::Stack;
 
 /// `$CARGO_TARGET_DIR`, found from this test binary (`<target>/debug/deps/..`).
 fn target_dir() -> PathBuf {
@@ -104,15 +103,7 @@ async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pa
     assert_eq!(summary["listed"], true);
 
     // What the browser did is what the system recorded: two seats sold.
-    let (_, seats) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (_, seats) = stack.seat_map(&api, &event).await;
     for seat in summary["best_available_confirmed"].as_array().unwrap() {
         assert_eq!(seats["seats"][seat.as_str().unwrap()], "sold", "{seat}");
     }
@@ -164,15 +155,7 @@ async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live() 
 
     // The event the form created is the one the API has, after the run.
     let event = summary["created"].as_str().unwrap();
-    let (_, view) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (_, view) = stack.seat_map(&api, event).await;
     let free: u64 = view["sections"]
         .as_array()
         .unwrap()

@@ -44,15 +44,7 @@ fn loadgen_args<'a>(apis: &'a str, event: &'a str) -> Vec<&'a str> {
 
 /// Books every seat still free, one at a time, so the sale ends sold out.
 async fn sell_out(stack: &Stack, api: &str, event: &str) {
-    let (_, seats) = call(
-        &stack.http,
-        Method::GET,
-        &format!("{api}/api/events/{event}/seats"),
-        None,
-        None,
-        &[],
-    )
-    .await;
+    let (_, seats) = stack.seat_map(api, event).await;
     let (_, detail) = call(
         &stack.http,
         Method::GET,

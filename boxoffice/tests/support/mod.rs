@@ -213,6 +213,19 @@ impl Stack {
         )
     }
 
+    /// `GET /api/events/{event}/seats`: status code and body.
+    pub async fn seat_map(&self, api: &str, event: &str) -> (u16, Value) {
+        call(
+            &self.http,
+            reqwest::Method::GET,
+            &format!("{api}/api/events/{event}/seats"),
+            None,
+            None,
+            &[],
+        )
+        .await
+    }
+
     /// Creates an on-sale event; returns its id.
     pub async fn create_event(
         &self,

@@ -115,6 +115,13 @@ fn Booking(page: EventPageData) -> impl IntoView {
             resync();
         }
         Ok(a) => {
+            // A re-check that finds nothing new keeps the page as it is.
+            let unchanged = booking.with_untracked(|old| {
+                matches!((old, &a.booking), (Some(o), Some(b)) if o.id == b.id && o.status == b.status)
+            });
+            if unchanged {
+                return;
+            }
             message.set(Some((a.ok, a.message)));
             if let Some(b) = a.booking {
                 if b.status == "pending" {
@@ -177,9 +184,10 @@ fn Booking(page: EventPageData) -> impl IntoView {
             .map(|t| countdown(t, now.get()))
     };
 
-    // When the countdown ends, ask for the booking again shortly after: the
-    // system expires the hold on its own and the page then says so.
-    let expiry_checked = StoredValue::new(None::<String>);
+    // When the countdown ends, ask for the booking every 2 s until the system
+    // has expired the hold (it does so on its own, shortly after), so the
+    // page can say so: (booking id, last check, checks made).
+    let expiry_checks = StoredValue::new((String::new(), 0i64, 0u32));
     Effect::new(move |_| {
         if !matches!(left(), Some(None)) {
             return;
@@ -187,17 +195,18 @@ fn Booking(page: EventPageData) -> impl IntoView {
         let Some(id) = held_id.get_untracked() else {
             return;
         };
-        if expiry_checked.get_value().as_deref() == Some(id.as_str()) {
+        let at = now.get_untracked();
+        let (last_id, last_at, made) = expiry_checks.get_value();
+        if last_id != id {
+            // The countdown just ended: the first check comes 2 s later.
+            expiry_checks.set_value((id, at, 0));
             return;
         }
-        expiry_checked.set_value(Some(id.clone()));
-        #[cfg(feature = "hydrate")]
-        set_timeout(
-            move || {
-                wait.dispatch(id);
-            },
-            Duration::from_secs(3),
-        );
+        if made >= 30 || at - last_at < 2_000 || wait.pending().get_untracked() {
+            return;
+        }
+        expiry_checks.set_value((id.clone(), at, made + 1));
+        wait.dispatch(id);
     });
     let sections = page.sections.clone();
     let first_section = sections.first().map(|s| s.code.clone()).unwrap_or_default();
