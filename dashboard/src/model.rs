@@ -52,6 +52,8 @@ pub struct EventPageData {
     pub max_seats: u64,
     /// How long a hold lasts, in words (`10 min`).
     pub hold: String,
+    /// Currency of every price of the event (ISO 4217).
+    pub currency: String,
     pub sections: Vec<SectionView>,
     pub states: SeatStates,
 }
@@ -66,7 +68,8 @@ pub struct BookingInfo {
     pub seats: Vec<String>,
     /// End of the hold, milliseconds since the epoch.
     pub hold_expires_at_ms: Option<i64>,
-    pub total: String,
+    /// What the seats cost together, in the currency's minor unit.
+    pub total_cents: i64,
 }
 
 /// The answer to a buyer's action, in words, with the booking it concerns.

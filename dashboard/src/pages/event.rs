@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::app::{Notice, error_text, every, fresh_key, now_ms};
-use crate::model::{BookingInfo, BuyerAnswer, EventPageData, SeatRequest, countdown};
+use crate::model::{BookingInfo, BuyerAnswer, EventPageData, SeatRequest, countdown, money};
 use crate::rpc::{
     await_booking, cancel_booking, confirm_booking, event_page, request_seats, seat_states,
 };
@@ -178,6 +178,8 @@ fn Booking(page: EventPageData) -> impl IntoView {
             .cloned()
     };
     let held_id = Memo::new(move |_| held().map(|b| b.id));
+    let currency = StoredValue::new(page.currency.clone());
+    let held_total = move || held().map(|b| currency.with_value(|c| money(b.total_cents, c)));
     let left = move || {
         held()
             .and_then(|b| b.hold_expires_at_ms)
@@ -265,7 +267,7 @@ fn Booking(page: EventPageData) -> impl IntoView {
                     view! {
                         <span>
                             "Holding " {move || held().map(|b| b.seats.join(", "))} " · "
-                            {move || held().map(|b| b.total)} " · "
+                            {held_total} " · "
                             <span class="countdown" id="countdown">
                                 {move || match left() {
                                     Some(Some(t)) => format!("{t} left"),
@@ -276,7 +278,7 @@ fn Booking(page: EventPageData) -> impl IntoView {
                         <button id="confirm" class="primary"
                             disabled=move || busy() || matches!(left(), Some(None))
                             on:click=move |_| { confirm.dispatch(pay.clone()); }>
-                            {move || held().map(|b| format!("Pay {} and confirm", b.total))}
+                            {move || held_total().map(|t| format!("Pay {t} and confirm"))}
                         </button>
                         <button id="cancel" class="secondary" disabled=busy
                             on:click=move |_| { cancel.dispatch(give_back.clone()); }>

@@ -162,16 +162,46 @@ async fn organizer_token() -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// The organizer token for a protected server function; anyone else gets
-/// 403 and the reason.
-pub(crate) async fn require_organizer() -> anyhow::Result<String> {
-    let token = organizer_token().await;
-    if token.is_err()
-        && let Some(res) = use_context::<leptos_actix::ResponseOptions>()
-    {
+/// Answers the current server function with 403.
+fn forbid() {
+    if let Some(res) = use_context::<leptos_actix::ResponseOptions>() {
         res.set_status(actix_web::http::StatusCode::FORBIDDEN);
     }
+}
+
+/// The organizer token for a protected server function that does not call
+/// the API; anyone else gets 403 and the reason.
+pub(crate) async fn require_organizer() -> anyhow::Result<String> {
+    let token = organizer_token().await;
+    if token.is_err() {
+        forbid();
+    }
     token
+}
+
+/// An organizer-only API call with the visitor's organizer token. The API
+/// checks the token on the call itself; whoever it refuses gets 403 here
+/// too; any other refusal becomes its sentence (or `fallback`).
+async fn organizer_call(
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    idempotency_key: Option<&str>,
+    fallback: &str,
+) -> anyhow::Result<Value> {
+    let Some(token) = cookie(ORGANIZER_COOKIE).await else {
+        forbid();
+        bail!("Organizers only: sign in first.");
+    };
+    let (status, body) = call(method, path, Some(&token), body, idempotency_key).await?;
+    match status.as_u16() {
+        200..=299 => Ok(body),
+        401 | 403 => {
+            forbid();
+            bail!("Organizers only: your sign-in expired, sign in again.")
+        }
+        _ => bail!("{}", message(&body, fallback)),
+    }
 }
 
 pub async fn is_organizer() -> bool {
@@ -287,6 +317,10 @@ pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
         on_sale: event["on_sale"].as_bool().unwrap_or(false),
         max_seats: event["max_seats_per_buyer"].as_u64().unwrap_or(0),
         hold: duration_words(spec["hold_duration_ms"].as_i64().unwrap_or(0)),
+        currency: spec["price_categories"][0]["currency"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         sections,
         states,
     })
@@ -308,7 +342,7 @@ pub async fn seat_states(id: &str) -> anyhow::Result<crate::model::SeatStates> {
 }
 
 /// A booking view from the API as the page shows it, with the sentence for it.
-fn booking_answer(view: &Value, currency: &str) -> BuyerAnswer {
+fn booking_answer(view: &Value) -> BuyerAnswer {
     let seats: Vec<String> = view["seats"]
         .as_array()
         .into_iter()
@@ -349,25 +383,12 @@ fn booking_answer(view: &Value, currency: &str) -> BuyerAnswer {
         message,
         booking: Some(BookingInfo {
             id: view["id"].as_str().unwrap_or_default().to_owned(),
-            total: money(view["total_cents"].as_i64().unwrap_or(0), currency),
+            total_cents: view["total_cents"].as_i64().unwrap_or(0),
             status,
             seats,
             hold_expires_at_ms: expires,
         }),
     }
-}
-
-/// The event's currency, for showing booking totals.
-async fn currency_of(event: &str) -> String {
-    get_ok(&format!("/api/events/{event}"), None)
-        .await
-        .ok()
-        .and_then(|e| {
-            e["spec"]["price_categories"][0]["currency"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
 }
 
 fn refused(body: &Value, fallback: &str) -> BuyerAnswer {
@@ -399,7 +420,7 @@ pub async fn request_seats(
     )
     .await?;
     Ok(match status.as_u16() {
-        200..=202 => booking_answer(&body, &currency_of(event).await),
+        200..=202 => booking_answer(&body),
         _ => refused(&body, "The booking was refused."),
     })
 }
@@ -415,12 +436,9 @@ pub async fn await_booking(id: &str) -> anyhow::Result<BuyerAnswer> {
     )
     .await?;
     Ok(match status.as_u16() {
-        200 => {
-            let event = body["event_id"].as_str().unwrap_or_default().to_owned();
-            booking_answer(&body, &currency_of(&event).await)
-        }
+        200 => booking_answer(&body),
         // Not decided yet: still in the queue.
-        202 | 404 => booking_answer(&json!({ "id": id, "status": "pending" }), ""),
+        202 | 404 => booking_answer(&json!({ "id": id, "status": "pending" })),
         _ => refused(&body, "This booking could not be read."),
     })
 }
@@ -435,11 +453,8 @@ async fn booking_action(
     let key = format!("web-{}-{id}", path.rsplit('/').next().unwrap_or("action"));
     let (status, body) = call(method, &path, Some(&token), body, Some(&key)).await?;
     Ok(match status.as_u16() {
-        200 | 201 => {
-            let event = body["event_id"].as_str().unwrap_or_default().to_owned();
-            booking_answer(&body, &currency_of(&event).await)
-        }
-        202 => booking_answer(&json!({ "id": id, "status": "pending" }), ""),
+        200 | 201 => booking_answer(&body),
+        202 => booking_answer(&json!({ "id": id, "status": "pending" })),
         _ => refused(&body, "That did not work."),
     })
 }
@@ -536,45 +551,43 @@ pub fn event_body(form: &NewEvent, now: DateTime<Utc>) -> anyhow::Result<Value> 
 }
 
 pub async fn create_event(form: NewEvent) -> anyhow::Result<String> {
-    let token = require_organizer().await?;
     let body = event_body(&form, Utc::now())?;
     let key = format!("web-create-{}", uuid::Uuid::new_v4().simple());
-    let (status, body) = call(
+    let created = organizer_call(
         Method::POST,
         "/api/events",
-        Some(&token),
         Some(body),
         Some(&key),
+        "The event could not be created.",
     )
     .await?;
-    if !status.is_success() {
-        bail!("{}", message(&body, "The event could not be created."));
-    }
-    body["id"]
+    created["id"]
         .as_str()
         .map(str::to_owned)
         .context("the API answered without an event id")
 }
 
 pub async fn set_sale(id: &str, open: bool) -> anyhow::Result<bool> {
-    let token = require_organizer().await?;
-    let (status, body) = call(
+    let event = organizer_call(
         Method::POST,
         &format!("/api/events/{id}/sale"),
-        Some(&token),
         Some(json!({ "open": open })),
         None,
+        "The sale could not be switched.",
     )
     .await?;
-    if !status.is_success() {
-        bail!("{}", message(&body, "The sale could not be switched."));
-    }
-    Ok(body["on_sale"].as_bool().unwrap_or(open))
+    Ok(event["on_sale"].as_bool().unwrap_or(open))
 }
 
 pub async fn sale_stats(id: &str) -> anyhow::Result<SaleStats> {
-    let token = require_organizer().await?;
-    let s = get_ok(&format!("/api/events/{id}/stats"), Some(&token)).await?;
+    let s = organizer_call(
+        Method::GET,
+        &format!("/api/events/{id}/stats"),
+        None,
+        None,
+        "The sale's figures could not be read.",
+    )
+    .await?;
     let pairs = |v: &Value| -> Vec<(String, u64)> {
         v.as_object()
             .into_iter()
