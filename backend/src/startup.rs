@@ -28,7 +28,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("api", &instance)?;
     kafka::ensure_topics(&config.common).await?;
-    let producer = kafka::producer(&config.common, &instance)?;
+    let producer = Arc::new(kafka::RenewingProducer::new({
+        let (common, instance) = (config.common.clone(), instance.clone());
+        move || kafka::command_producer(&common, &instance, crate::routes::DELIVERY_TIMEOUT)
+    })?);
     let redis = cache::pool(&config.common)?;
     metrics.watch_pool("redis", {
         let redis = redis.clone();
@@ -67,7 +70,7 @@ pub async fn run(
     });
     let readiness = web::Data::new(
         Readiness::new()
-            .with("kafka", move || kafka::probe(producer.clone()))
+            .with("kafka", move || kafka::probe(producer.get()))
             .with("redis", {
                 let redis = redis.clone();
                 move || cache::probe(redis.clone())

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use boxoffice_platform::cache::Keys;
 use boxoffice_platform::config::Topics;
+use boxoffice_platform::kafka;
 use prometheus::{HistogramVec, IntCounterVec, IntGauge};
-use rdkafka::producer::FutureProducer;
 
 use crate::auth::Signer;
 use crate::listener::SeatFeeds;
@@ -15,7 +15,7 @@ use crate::waiters::Waiters;
 
 pub struct AppState {
     pub instance: String,
-    pub producer: FutureProducer,
+    pub producer: Arc<kafka::RenewingProducer>,
     pub topics: Topics,
     pub redis: deadpool_redis::Pool,
     pub keys: Keys,

@@ -59,9 +59,20 @@ pub struct LoadgenArgs {
         hide_env_values = true
     )]
     pub organizer_password: String,
+    /// Share of held bookings then cancelled by the buyer (of those not confirmed).
+    #[arg(long, default_value_t = 0.0)]
+    pub cancel_share: f64,
+    /// Retry a request answered 503 (or not answered at all) with the same
+    /// Idempotency-Key, as the API asks, for up to 90 s: what a real client
+    /// does while a dependency is down.
+    #[arg(long)]
+    pub retry_unavailable: bool,
     /// Also write the summary as a Markdown report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also write every booking as the client was last told about it (JSON).
+    #[arg(long)]
+    pub bookings_out: Option<PathBuf>,
 }
 
 /// What happened to one request.
@@ -70,6 +81,67 @@ struct Outcome {
     code: String,
     latency: Duration,
     booking: Option<Value>,
+    token: String,
+}
+
+/// What a buyer does with a hold.
+#[derive(Clone, Copy)]
+enum AfterHold {
+    Confirm,
+    Cancel,
+    Keep,
+}
+
+/// One buyer's connection to one API instance.
+struct Client<'a> {
+    http: &'a reqwest::Client,
+    api: &'a str,
+    token: &'a str,
+    /// Retry 503s and lost connections, as `--retry-unavailable` says.
+    retry: bool,
+}
+
+impl Client<'_> {
+    /// Sends what `request` builds; with `retry`, again after a 503 (after
+    /// its Retry-After) or a lost connection, for up to 90 s. The request
+    /// carries the same Idempotency-Key every time.
+    async fn send(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let sent = request().bearer_auth(self.token).send().await;
+            let wait = match &sent {
+                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => r
+                    .headers()
+                    .get("Retry-After")
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs),
+                Err(_) => Duration::from_millis(500),
+                Ok(_) => return sent,
+            };
+            if !self.retry || Instant::now() + wait > deadline {
+                return sent;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A booking as it stands now (`None`: it could not be read).
+async fn current(http: &reqwest::Client, api: &str, token: &str, booking: &Value) -> Option<Value> {
+    let id = booking["id"].as_str()?;
+    let r = http
+        .get(format!("{api}/api/bookings/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
 }
 
 #[derive(Serialize)]
@@ -187,10 +259,24 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         let http = http.clone();
         let semaphore = semaphore.clone();
         let event_id = event_id.clone();
-        let confirm = rand::rng().random_bool(args.confirm_share.clamp(0.0, 1.0));
+        let mut rng = rand::rng();
+        let after = if rng.random_bool(args.confirm_share.clamp(0.0, 1.0)) {
+            AfterHold::Confirm
+        } else if rng.random_bool(args.cancel_share.clamp(0.0, 1.0)) {
+            AfterHold::Cancel
+        } else {
+            AfterHold::Keep
+        };
+        let retry = args.retry_unavailable;
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await.expect("semaphore open");
-            book(&http, &api, &event_id, &token, body, confirm, i).await
+            let client = Client {
+                http: &http,
+                api: &api,
+                token: &token,
+                retry,
+            };
+            book(&client, &event_id, body, after, i).await
         }));
     }
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -201,6 +287,19 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         }
     }
     let elapsed = started.elapsed();
+    // Holds end meanwhile (expiry): what counts is each booking as it is now.
+    for o in &mut outcomes {
+        if let Some(b) = &o.booking
+            && b["status"] == "held"
+            && let Some(now) = current(&http, &apis[0], &o.token, b).await
+        {
+            o.booking = Some(now);
+        }
+    }
+    if let Some(path) = &args.bookings_out {
+        let told: Vec<&Value> = outcomes.iter().filter_map(|o| o.booking.as_ref()).collect();
+        std::fs::write(path, serde_json::to_vec(&told)?)?;
+    }
 
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
@@ -305,34 +404,29 @@ fn random_request(spec: &EventSpec, args: &LoadgenArgs) -> Value {
     }
 }
 
-/// One buyer: request, follow a 202 to its outcome, maybe confirm.
-async fn book(
-    http: &reqwest::Client,
-    api: &str,
-    event_id: &str,
-    token: &str,
-    body: Value,
-    confirm: bool,
-    n: usize,
-) -> Outcome {
+/// One buyer: request, follow a 202 to its outcome, then confirm, cancel or
+/// keep the hold.
+async fn book(c: &Client<'_>, event_id: &str, body: Value, after: AfterHold, n: usize) -> Outcome {
     let started = Instant::now();
-    let sent = http
-        .post(format!("{api}/api/events/{event_id}/bookings"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", format!("loadgen-{n}"))
-        .json(&body)
-        .send()
+    let key = format!("loadgen-{n}");
+    let sent = c
+        .send(|| {
+            c.http
+                .post(format!("{}/api/events/{event_id}/bookings", c.api))
+                .header("Idempotency-Key", &key)
+                .json(&body)
+        })
         .await;
+    let outcome = |status, code: String, booking| Outcome {
+        status,
+        code,
+        latency: started.elapsed(),
+        booking,
+        token: c.token.to_owned(),
+    };
     let res = match sent {
         Ok(r) => r,
-        Err(e) => {
-            return Outcome {
-                status: 0,
-                code: format!("transport: {e}"),
-                latency: started.elapsed(),
-                booking: None,
-            };
-        }
+        Err(e) => return outcome(0, format!("transport: {e}"), None),
     };
     let status = res.status().as_u16();
     let json: Value = res.json().await.unwrap_or(Value::Null);
@@ -341,7 +435,7 @@ async fn book(
         201 | 200 => ("held".to_owned(), Some(json)),
         202 => {
             let id = json["id"].as_str().unwrap_or_default().to_owned();
-            match poll(http, api, token, &id).await {
+            match poll(c, &id).await {
                 Some(b) => (
                     format!("deferred_{}", b["status"].as_str().unwrap_or("unknown")),
                     Some(b),
@@ -354,36 +448,47 @@ async fn book(
         }
         _ => (json["code"].as_str().unwrap_or("unknown").to_owned(), None),
     };
-    if confirm
-        && let Some(b) = &booking
+    if let Some(b) = &booking
         && b["status"] == "held"
     {
-        let id = b["id"].as_str().unwrap_or_default();
-        if let Ok(r) = http
-            .post(format!("{api}/api/bookings/{id}/confirm"))
-            .bearer_auth(token)
-            .json(&json!({ "payment_reference": format!("pay-{n}") }))
-            .send()
-            .await
+        let url = format!(
+            "{}/api/bookings/{}",
+            c.api,
+            b["id"].as_str().unwrap_or_default()
+        );
+        let answer = match after {
+            AfterHold::Confirm => {
+                let pay = json!({ "payment_reference": format!("pay-{n}") });
+                c.send(|| c.http.post(format!("{url}/confirm")).json(&pay))
+                    .await
+            }
+            AfterHold::Cancel => c.send(|| c.http.delete(&url)).await,
+            AfterHold::Keep => {
+                return Outcome {
+                    latency,
+                    ..outcome(status, code, booking)
+                };
+            }
+        };
+        if let Ok(r) = answer
             && r.status().is_success()
         {
             booking = r.json().await.ok();
         }
     }
     Outcome {
-        status,
-        code,
         latency,
-        booking,
+        ..outcome(status, code, booking)
     }
 }
 
-async fn poll(http: &reqwest::Client, api: &str, token: &str, id: &str) -> Option<Value> {
+async fn poll(c: &Client<'_>, id: &str) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = http
-            .get(format!("{api}/api/bookings/{id}?wait_ms=10000"))
-            .bearer_auth(token)
+        if let Ok(r) = c
+            .http
+            .get(format!("{}/api/bookings/{id}?wait_ms=10000", c.api))
+            .bearer_auth(c.token)
             .send()
             .await
             && r.status().is_success()

@@ -185,3 +185,83 @@ async fn a_database_outage_defers_bookings_and_records_them_when_it_returns() {
     let kept = settled_booking(&stack, &api, &token, before["id"].as_str().unwrap()).await;
     assert_eq!(kept["status"], "held");
 }
+
+/// A 503 means the command is given up: it must not turn up later and take
+/// seats the buyer was told it could not book (a retry with a new key would
+/// then hold twice). The producer's delivery timeout ends before the 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booking_answered_503_is_not_applied_when_the_broker_returns() {
+    let mut stack = Stack::new("late-503");
+    let mut broker = Broker::start(stack.dir.join("broker")).await;
+    stack
+        .extra_env
+        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    let (api, event, token, _) = running_with_a_booking(&mut stack).await;
+
+    broker.kill();
+    let started = Instant::now();
+    let (status, refused) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "lost",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await;
+    assert_eq!(status, 503, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("same Idempotency-Key")),
+        "the 503 says how to retry: {refused}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered within the publish timeout"
+    );
+    // The broker comes back at once: a command still queued in the producer
+    // would be delivered now and hold A-1-2.
+    broker.restart().await;
+    for instance in ["api-1", "seat-1", "reservation-1"] {
+        let ready = stack.ready_url(instance);
+        wait_status(&stack, &ready, None, 200, Duration::from_secs(60)).await;
+    }
+    let (_, rival) = stack.buyer_token(&api).await;
+    let started = Instant::now();
+    let taken = loop {
+        let (status, body) = book(
+            &stack,
+            &api,
+            &event,
+            &rival,
+            "rival",
+            json!({ "seats": ["A-1-2"] }),
+        )
+        .await;
+        match status {
+            201 => break body,
+            202 => break settled_booking(&stack, &api, &rival, body["id"].as_str().unwrap()).await,
+            503 if started.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            _ => panic!("A-1-2 must still be free after the 503: {status} {body}"),
+        }
+    };
+    assert_eq!(taken["status"], "held", "{taken}");
+    // The first buyer's retry with its key is decided once, like any other.
+    let (status, retried) = book(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "lost",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, retried["code"].as_str()),
+        (409, Some("seats_taken")),
+        "{retried}"
+    );
+}

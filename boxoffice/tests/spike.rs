@@ -5,16 +5,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use boxoffice_domain::{EventId, SeatStatus};
 use boxoffice_platform::messages::{StateRecord, decode_state};
-use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Stack, call};
+use support::{Stack, call, stores};
 
 async fn start_pairs(stack: &mut Stack) -> Vec<String> {
     stack.start("reservation-processor", "reservation-1").await;
@@ -87,59 +85,13 @@ async fn sell_out(stack: &Stack, api: &str, event: &str) {
     }
 }
 
-#[derive(QueryableByName)]
-struct SeatRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    seat_id: String,
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    booking_id: uuid::Uuid,
-}
-
 /// Seat -> booking in PostgreSQL (active rows), Redis and the seat-processors'
 /// RocksDB (newest copy of each partition); all three must be equal and
 /// cover every seat.
 async fn assert_stores_agree(stack: &Stack, api: &str, event: &str, seat_instances: &[&str]) {
     let event_uuid: uuid::Uuid = event.parse().unwrap();
-    let mut conn = AsyncPgConnection::establish(&stack.database_url())
-        .await
-        .unwrap();
-    let rows: Vec<SeatRow> = diesel::sql_query(
-        "SELECT seat_id, booking_id FROM booking_seats WHERE event_id = $1 AND active",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(event_uuid)
-    .load(&mut conn)
-    .await
-    .unwrap();
-    let mut postgres = BTreeMap::new();
-    for r in rows {
-        assert!(
-            postgres.insert(r.seat_id.clone(), r.booking_id).is_none(),
-            "PostgreSQL has seat {} twice",
-            r.seat_id
-        );
-    }
-
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut redis_conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut cache = BTreeMap::new();
-    for section in ["A", "B"] {
-        let map: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("{}seats:{event}:{section}", stack.prefix))
-            .query_async(&mut redis_conn)
-            .await
-            .unwrap();
-        for (seat, value) in map {
-            cache.insert(
-                seat,
-                value
-                    .split_once(':')
-                    .unwrap()
-                    .1
-                    .parse::<uuid::Uuid>()
-                    .unwrap(),
-            );
-        }
-    }
+    let postgres = stores::postgres_seats(stack, event).await;
+    let cache = stores::redis_seats(stack, event, &["A", "B"]).await;
 
     let (_, detail) = call(
         &stack.http,

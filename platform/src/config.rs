@@ -61,6 +61,16 @@ pub struct CommonConfig {
     /// has the same count, so partition N of each holds the same events.
     #[arg(long, env = "BOXOFFICE_PARTITIONS", default_value_t = 6)]
     pub partitions: i32,
+    /// Replication factor of the topics this instance creates: 3 on a
+    /// cluster; 1 only on a single local broker, whose disk then holds the
+    /// only copy of every booking.
+    #[arg(long, env = "BOXOFFICE_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics this instance creates: with
+    /// `acks=all`, a write is acknowledged only once this many replicas
+    /// have it (2 with a replication factor of 3).
+    #[arg(long, env = "BOXOFFICE_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub min_insync_replicas: i32,
     /// PostgreSQL connection URL.
     #[arg(
         long,
@@ -110,6 +120,8 @@ pub struct Topics {
     pub events: String,
     /// The seat-processor's state, compacted.
     pub changelog: String,
+    /// Messages no processor could handle, with the reason in headers.
+    pub dead_letters: String,
 }
 
 impl Topics {
@@ -118,6 +130,7 @@ impl Topics {
             commands: format!("{prefix}booking-commands"),
             events: format!("{prefix}booking-events"),
             changelog: format!("{prefix}seat-changelog"),
+            dead_letters: format!("{prefix}dead-letters"),
         }
     }
 }

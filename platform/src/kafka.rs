@@ -10,8 +10,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::CommonConfig;
@@ -37,6 +37,70 @@ pub fn producer(common: &CommonConfig, client_id: &str) -> anyhow::Result<Future
         .create()?)
 }
 
+/// The API's producer of commands: a command the broker has not
+/// acknowledged within `delivery_timeout` fails for good and is never sent
+/// later, so a `503` answered after that timeout is not followed by the
+/// command turning up on its own (a request the broker received but did not
+/// acknowledge may still be applied: hence "retry with the same key").
+pub fn command_producer(
+    common: &CommonConfig,
+    client_id: &str,
+    delivery_timeout: Duration,
+) -> anyhow::Result<FutureProducer> {
+    let ms = delivery_timeout.as_millis().max(100);
+    Ok(client_config(common, client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", ms.to_string())
+        .set("request.timeout.ms", (ms * 4 / 5).max(50).to_string())
+        .create()?)
+}
+
+/// A producer that replaces itself after a fatal error. librdkafka's fatal
+/// errors are permanent for a client instance (an idempotent producer whose
+/// sequence numbers the broker no longer knows, e.g. after a topic was
+/// deleted and re-created, fails every send from then on), so the only way
+/// back is a new client.
+pub struct RenewingProducer {
+    make: Box<dyn Fn() -> anyhow::Result<FutureProducer> + Send + Sync>,
+    current: std::sync::RwLock<FutureProducer>,
+}
+
+impl RenewingProducer {
+    pub fn new(
+        make: impl Fn() -> anyhow::Result<FutureProducer> + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        let first = make()?;
+        Ok(Self {
+            make: Box::new(make),
+            current: std::sync::RwLock::new(first),
+        })
+    }
+
+    /// The producer to send with now.
+    pub fn get(&self) -> FutureProducer {
+        self.current.read().expect("producer lock").clone()
+    }
+
+    /// After a failed send: replaces the producer if it is in a fatal state.
+    pub fn renew_if_fatal(&self) {
+        let mut current = self.current.write().expect("producer lock");
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return;
+        };
+        match (self.make)() {
+            Ok(fresh) => {
+                tracing::warn!(%code, reason, "producer hit a fatal error; replaced it with a new one");
+                *current = fresh;
+            }
+            Err(e) => {
+                tracing::error!(%code, reason, error = %e, "producer hit a fatal error and could not be replaced")
+            }
+        }
+    }
+}
+
 /// A consumer in `group`. Offsets are committed in the background, but only
 /// those the caller stored after finishing with a message.
 pub fn consumer<C: ConsumerContext + 'static>(
@@ -51,6 +115,10 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // A group change moves only the partitions that must move; the
+        // others keep their loaded state (no stop-the-world rebalances while
+        // the lag-driven autoscaler adds and removes instances).
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "60000")
@@ -85,36 +153,83 @@ where
     }
 }
 
-/// Creates the topics if they are missing: `partitions` each; the changelog
-/// compacted.
+/// A topic as this system creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub configs: Vec<(&'static str, String)>,
+}
+
+/// Every topic of the system, with its settings: replication and
+/// `min.insync.replicas` from configuration, the changelog compacted, dead
+/// letters kept for 30 days.
+pub fn topic_specs(common: &CommonConfig) -> anyhow::Result<Vec<TopicSpec>> {
+    anyhow::ensure!(
+        common.replication_factor >= 1 && common.min_insync_replicas >= 1,
+        "the replication factor and min.insync.replicas must be at least 1"
+    );
+    anyhow::ensure!(
+        common.min_insync_replicas <= common.replication_factor,
+        "min.insync.replicas ({}) above the replication factor ({}) would refuse every write",
+        common.min_insync_replicas,
+        common.replication_factor
+    );
+    let topics = common.topics();
+    let spec = |name: &str, extra: &[(&'static str, &str)]| {
+        let mut configs = vec![(
+            "min.insync.replicas",
+            common.min_insync_replicas.to_string(),
+        )];
+        configs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        TopicSpec {
+            name: name.to_owned(),
+            partitions: common.partitions,
+            replication_factor: common.replication_factor,
+            configs,
+        }
+    };
+    Ok(vec![
+        spec(&topics.commands, &[]),
+        spec(&topics.events, &[]),
+        spec(&topics.changelog, &[("cleanup.policy", "compact")]),
+        spec(&topics.dead_letters, &[("retention.ms", "2592000000")]),
+    ])
+}
+
+/// Creates the topics if they are missing.
 pub async fn ensure_topics(common: &CommonConfig) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(common, "boxoffice-admin").create()?;
-    let topics = common.topics();
-    let new = [
-        NewTopic::new(
-            &topics.commands,
-            common.partitions,
-            TopicReplication::Fixed(1),
-        ),
-        NewTopic::new(
-            &topics.events,
-            common.partitions,
-            TopicReplication::Fixed(1),
-        ),
-        NewTopic::new(
-            &topics.changelog,
-            common.partitions,
-            TopicReplication::Fixed(1),
-        )
-        .set("cleanup.policy", "compact"),
-    ];
+    let specs = topic_specs(common)?;
+    if common.replication_factor == 1 {
+        tracing::warn!(
+            "topics are created with replication factor 1: losing the broker's disk loses every \
+             booking (set BOXOFFICE_REPLICATION_FACTOR=3 and BOXOFFICE_MIN_INSYNC_REPLICAS=2 on a cluster)"
+        );
+    }
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|t| {
+            t.configs.iter().fold(
+                NewTopic::new(
+                    &t.name,
+                    t.partitions,
+                    TopicReplication::Fixed(t.replication_factor),
+                ),
+                |topic, (k, v)| topic.set(k, v),
+            )
+        })
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &options).await? {
         match result {
             Ok(name) => tracing::info!(
                 topic = name,
                 partitions = common.partitions,
+                replication_factor = common.replication_factor,
+                min_insync_replicas = common.min_insync_replicas,
                 "created topic"
             ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -122,6 +237,90 @@ pub async fn ensure_topics(common: &CommonConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Counts messages sent to the dead-letter topic, by source topic and reason.
+pub fn dead_letter_counter(
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<prometheus::IntCounterVec> {
+    let c = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "dead_letters_total",
+            "Messages no processor could handle, sent to the dead-letter topic",
+        ),
+        &["source_topic", "reason"],
+    )?;
+    metrics.registry().register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// A message no processor could handle, on its way to the dead-letter topic
+/// with where it came from and why, so the partition can move on without
+/// dropping anything silently.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    source_topic: String,
+    partition: i32,
+    offset: i64,
+    reason: &'static str,
+    detail: String,
+}
+
+impl DeadLetter {
+    /// `reason` is a stable code (a metric label); `detail` says more.
+    pub fn of(message: &BorrowedMessage<'_>, reason: &'static str, detail: &str) -> Self {
+        Self {
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            source_topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            reason,
+            detail: detail.to_owned(),
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// Publishes it, keyed like the original.
+    pub async fn send(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let (partition, offset) = (self.partition.to_string(), self.offset.to_string());
+        let headers = [
+            ("boxoffice-dlq-source-topic", self.source_topic.as_str()),
+            ("boxoffice-dlq-source-partition", partition.as_str()),
+            ("boxoffice-dlq-source-offset", offset.as_str()),
+            ("boxoffice-dlq-reason", self.reason),
+            ("boxoffice-dlq-detail", self.detail.as_str()),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic).headers(headers);
+        if let Some(k) = &self.key {
+            record = record.key(k);
+        }
+        if let Some(p) = &self.payload {
+            record = record.payload(p);
+        }
+        producer
+            .send(record, timeout)
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| anyhow::anyhow!("publishing a dead letter failed: {e}"))
+    }
 }
 
 /// Readiness probe: the broker answers a metadata request.
@@ -180,5 +379,52 @@ impl ConsumerLag {
                     .set(lag);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn common(replication_factor: i32, min_insync_replicas: i32) -> CommonConfig {
+        CommonConfig {
+            instance: None,
+            kafka_brokers: "b:9092".into(),
+            topic_prefix: "x-".into(),
+            partitions: 12,
+            replication_factor,
+            min_insync_replicas,
+            database_url: Secret::new("postgres://db"),
+            redis_url: Secret::new("redis://r"),
+            redis_prefix: "bx:".into(),
+        }
+    }
+
+    #[test]
+    fn topics_carry_the_configured_replication() {
+        let specs = topic_specs(&common(3, 2)).unwrap();
+        assert_eq!(specs.len(), 4);
+        for t in &specs {
+            assert_eq!((t.partitions, t.replication_factor), (12, 3), "{}", t.name);
+            assert!(
+                t.configs.contains(&("min.insync.replicas", "2".into())),
+                "{}",
+                t.name
+            );
+        }
+        let changelog = specs.iter().find(|t| t.name == "x-seat-changelog").unwrap();
+        assert!(
+            changelog
+                .configs
+                .contains(&("cleanup.policy", "compact".into()))
+        );
+        assert!(specs.iter().any(|t| t.name == "x-dead-letters"));
+    }
+
+    #[test]
+    fn impossible_replication_settings_are_refused() {
+        assert!(topic_specs(&common(1, 2)).is_err());
+        assert!(topic_specs(&common(0, 0)).is_err());
     }
 }

@@ -171,10 +171,30 @@ pub enum StateRecord {
         status: SeatStatus,
     },
     Booking(Booking),
-    /// Every record before this one reflects the commands up to this offset.
+    /// The writer's records reflect every command up to this offset (-1:
+    /// none yet).
     Applied {
         offset: i64,
     },
+    /// A writer opening an ownership epoch (docs/seat-state-protocol.md).
+    Claim {
+        writer: String,
+    },
+}
+
+/// A [`StateRecord`] as written on the changelog: in the namespace of the
+/// ownership epoch that wrote it, after which command, and what it replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogRecord {
+    /// The writer's ownership epoch: the changelog offset of its claim; -1
+    /// for records written before epochs existed (and in RocksDB).
+    pub epoch: i64,
+    /// The last command offset of the batch that wrote it (-1: before any).
+    pub batch: i64,
+    pub body: StateRecord,
+    /// The value as of the epoch's previous marker, for a restore that finds
+    /// this record's batch without its marker; `None` when there was none.
+    pub previous: Option<StateRecord>,
 }
 
 pub fn encode_command(c: &CommandEnvelope) -> Vec<u8> {
@@ -193,11 +213,25 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeEnvelope, DecodeError> {
     event_codec().decode::<WireEvent>(bytes)?.try_into()
 }
 
+/// A state record outside any epoch (the seat-processor's RocksDB values).
 pub fn encode_state(r: &StateRecord) -> Vec<u8> {
-    changelog_codec().encode(&WireState::from(r))
+    encode_changelog(&ChangelogRecord {
+        epoch: -1,
+        batch: -1,
+        body: r.clone(),
+        previous: None,
+    })
 }
 
 pub fn decode_state(bytes: &[u8]) -> Result<StateRecord, DecodeError> {
+    Ok(decode_changelog(bytes)?.body)
+}
+
+pub fn encode_changelog(r: &ChangelogRecord) -> Vec<u8> {
+    changelog_codec().encode(&WireState::from(r))
+}
+
+pub fn decode_changelog(bytes: &[u8]) -> Result<ChangelogRecord, DecodeError> {
     changelog_codec().decode::<WireState>(bytes)?.try_into()
 }
 
@@ -376,6 +410,9 @@ struct WireBooking {
 #[derive(Serialize, Deserialize)]
 struct WireState {
     body: WireStateBody,
+    epoch: i64,
+    batch: i64,
+    previous: WirePrevious,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -384,6 +421,22 @@ enum WireStateBody {
     SeatState(WireSeatState),
     BookingState(WireBookingState),
     AppliedOffset(WireAppliedOffset),
+    OwnerClaim(WireOwnerClaim),
+}
+
+/// `previous`: null or one of the state bodies (an Avro union cannot nest
+/// in an `Option`, so null is a variant of its own).
+#[derive(Serialize, Deserialize)]
+enum WirePrevious {
+    None,
+    EventState(WireEventState),
+    SeatState(WireSeatState),
+    BookingState(WireBookingState),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireOwnerClaim {
+    writer: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -749,9 +802,9 @@ impl TryFrom<WireEvent> for OutcomeEnvelope {
     }
 }
 
-impl From<&StateRecord> for WireState {
+impl From<&StateRecord> for WireStateBody {
     fn from(r: &StateRecord) -> Self {
-        let body = match r {
+        match r {
             StateRecord::Event {
                 event_id,
                 spec,
@@ -784,15 +837,55 @@ impl From<&StateRecord> for WireState {
             StateRecord::Applied { offset } => WireStateBody::AppliedOffset(WireAppliedOffset {
                 applied_offset: *offset,
             }),
-        };
-        Self { body }
+            StateRecord::Claim { writer } => WireStateBody::OwnerClaim(WireOwnerClaim {
+                writer: writer.clone(),
+            }),
+        }
     }
 }
 
-impl TryFrom<WireState> for StateRecord {
+impl From<&ChangelogRecord> for WireState {
+    fn from(r: &ChangelogRecord) -> Self {
+        let previous = match r.previous.as_ref().map(WireStateBody::from) {
+            None => WirePrevious::None,
+            Some(WireStateBody::EventState(e)) => WirePrevious::EventState(e),
+            Some(WireStateBody::SeatState(s)) => WirePrevious::SeatState(s),
+            Some(WireStateBody::BookingState(b)) => WirePrevious::BookingState(b),
+            Some(WireStateBody::AppliedOffset(_) | WireStateBody::OwnerClaim(_)) => {
+                unreachable!("markers and claims replace nothing")
+            }
+        };
+        Self {
+            body: (&r.body).into(),
+            epoch: r.epoch,
+            batch: r.batch,
+            previous,
+        }
+    }
+}
+
+impl TryFrom<WireState> for ChangelogRecord {
     type Error = DecodeError;
     fn try_from(w: WireState) -> Result<Self, DecodeError> {
-        Ok(match w.body {
+        let previous = match w.previous {
+            WirePrevious::None => None,
+            WirePrevious::EventState(e) => Some(WireStateBody::EventState(e).try_into()?),
+            WirePrevious::SeatState(s) => Some(WireStateBody::SeatState(s).try_into()?),
+            WirePrevious::BookingState(b) => Some(WireStateBody::BookingState(b).try_into()?),
+        };
+        Ok(Self {
+            epoch: w.epoch,
+            batch: w.batch,
+            body: w.body.try_into()?,
+            previous,
+        })
+    }
+}
+
+impl TryFrom<WireStateBody> for StateRecord {
+    type Error = DecodeError;
+    fn try_from(w: WireStateBody) -> Result<Self, DecodeError> {
+        Ok(match w {
             WireStateBody::EventState(e) => StateRecord::Event {
                 event_id: parse("event_id", &e.event_id)?,
                 spec: e.spec.try_into()?,
@@ -816,6 +909,7 @@ impl TryFrom<WireState> for StateRecord {
             WireStateBody::AppliedOffset(a) => StateRecord::Applied {
                 offset: a.applied_offset,
             },
+            WireStateBody::OwnerClaim(c) => StateRecord::Claim { writer: c.writer },
         })
     }
 }

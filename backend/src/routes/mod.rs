@@ -51,7 +51,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// Longest wait for the broker to acknowledge a command.
+/// How long the producer tries to deliver a command; after that it has
+/// failed for good and is never sent later (see `kafka::command_producer`).
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_millis(4_500);
+/// Longest wait for the broker to acknowledge a command: past the delivery
+/// timeout, so a 503 is only answered once the command can no longer leave.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a deferred response ended.
@@ -82,8 +86,10 @@ pub async fn command(
     let key = event.to_string();
     let waiter = state.waiters.register(subject);
     let started = Instant::now();
-    // Bounded: with the broker down, answer 503 rather than hang. The command
-    // may still go out later; a retry with the same Idempotency-Key is safe.
+    // Bounded: with the broker down, answer 503 rather than hang. By then the
+    // producer has given the command up; only one the broker received without
+    // acknowledging can still be applied, so a retry with the same
+    // Idempotency-Key (never a new one) is what keeps it to one booking.
     let span = tracing::info_span!(
         "publish command",
         otel.kind = "producer",
@@ -93,7 +99,8 @@ pub async fn command(
         subject = %subject,
     );
     let headers = trace::with_headers(OwnedHeaders::new(), &trace::carrier_of(&span));
-    let publish = state.producer.send(
+    let producer = state.producer.get();
+    let publish = producer.send(
         FutureRecord::to(&state.topics.commands)
             .key(&key)
             .payload(&payload)
@@ -111,12 +118,17 @@ pub async fn command(
         )),
     };
     if let Err(e) = published {
+        state.producer.renew_if_fatal();
         state
             .metrics
             .commands
             .with_label_values(&[label, "unavailable"])
             .inc();
-        return Err(ApiError::unavailable("the booking queue is unavailable", e));
+        return Err(ApiError::unavailable(
+            "the booking queue did not acknowledge this request in time. It may still be \
+             applied: retry with the same Idempotency-Key (a new key could book twice)",
+            e,
+        ));
     }
     state.metrics.deferred_in_flight.inc();
     let reply = waiter.wait(state.booking_deadline).await;

@@ -5,7 +5,10 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod postgres;
 pub mod proxy;
+pub mod stores;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -41,6 +44,9 @@ pub struct Stack {
     pub roles: HashMap<String, RoleProcess>,
     pub extra_env: Vec<(String, String)>,
     pub http: reqwest::Client,
+    /// The PostgreSQL server the roles use (the shared one unless a test
+    /// runs its own).
+    pub pg_server: String,
 }
 
 impl Stack {
@@ -55,15 +61,29 @@ impl Stack {
             roles: HashMap::new(),
             extra_env: vec![],
             http: reqwest::Client::new(),
+            pg_server: PG_SERVER.to_owned(),
         }
     }
 
+    /// The broker the roles use (the shared one unless a test runs its own).
+    pub fn broker(&self) -> String {
+        self.extra_env
+            .iter()
+            .find(|(k, _)| k == "KAFKA_BOOTSTRAP_SERVERS")
+            .map_or_else(|| kafka::BROKER.to_owned(), |(_, v)| v.clone())
+    }
+
     pub fn database_url(&self) -> String {
-        format!("{PG_SERVER}/{}", self.database)
+        format!("{}/{}", self.pg_server, self.database)
     }
 
     /// Starts `role` as `instance`; waits until it is ready.
     pub async fn start(&mut self, role: &str, instance: &str) -> u16 {
+        self.start_with(role, instance, &[]).await
+    }
+
+    /// Starts `role` as `instance` with `env` over the usual settings.
+    pub async fn start_with(&mut self, role: &str, instance: &str, env: &[(&str, &str)]) -> u16 {
         let port = self.roles.get(instance).map_or_else(free_port, |r| r.port);
         let log = self.dir.join("logs").join(format!("{instance}.log"));
         let out = File::options()
@@ -94,6 +114,9 @@ impl Stack {
             cmd.env("BOXOFFICE_RESERVATION_URL", format!("http://127.0.0.1:{p}"));
         }
         for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn boxoffice");
@@ -165,6 +188,17 @@ impl Stack {
             let _ = r.child.wait();
             self.roles.insert(format!("{instance}-killed"), r);
         }
+    }
+
+    /// SIGSTOP: the process freezes (a long GC-like pause, a throttled or
+    /// descheduled pod) while its connections stay open.
+    pub fn pause(&self, instance: &str) {
+        signal(&self.roles[instance].child, "-STOP");
+    }
+
+    /// SIGCONT: a paused process goes on from where it was.
+    pub fn resume(&self, instance: &str) {
+        signal(&self.roles[instance].child, "-CONT");
     }
 
     /// SIGTERM and wait: a graceful stop.
@@ -285,6 +319,15 @@ impl Stack {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {}", child.id());
 }
 
 fn terminate(child: &mut Child) {

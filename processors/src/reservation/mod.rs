@@ -4,7 +4,10 @@
 //! serves interactive queries on its HTTP port.
 //!
 //! Delivery is at least once; every write is idempotent and versioned by the
-//! outcome's `seq`, so a replay after a crash changes nothing.
+//! outcome's `seq`, so a replay after a crash changes nothing. An outcome
+//! that cannot be read, or that PostgreSQL refuses by a constraint, goes to
+//! the dead-letter topic (counted, and alerted on: a refused seat is a
+//! double sale caught by the database) instead of stalling its partition.
 
 pub mod cache;
 mod expiry;
@@ -65,6 +68,7 @@ pub(crate) struct ReservationMetrics {
     stage_seconds: HistogramVec,
     end_to_end_seconds: HistogramVec,
     pub(crate) expiry_commands: IntCounterVec,
+    dead_letters: IntCounterVec,
     lag: ConsumerLag,
 }
 
@@ -99,7 +103,9 @@ impl ReservationMetrics {
         r.register(Box::new(stage_seconds.clone()))?;
         r.register(Box::new(end_to_end_seconds.clone()))?;
         r.register(Box::new(expiry_commands.clone()))?;
+        let dead_letters = kafka::dead_letter_counter(metrics)?;
         Ok(Self {
+            dead_letters,
             outcomes,
             stage_seconds,
             end_to_end_seconds,
@@ -198,7 +204,7 @@ async fn process(
     let expiry_stop = shutdown.child_token();
     let expiry = tokio::spawn(expiry::run(
         shared.clone(),
-        producer,
+        producer.clone(),
         topics.commands.clone(),
         tracker.clone(),
         Duration::from_millis(config.expiry_sweep_ms),
@@ -221,7 +227,10 @@ async fn process(
             messages.push(m?);
         }
         let mut outcomes = Vec::with_capacity(messages.len());
-        for m in &messages {
+        // The message each outcome came from, for a dead letter.
+        let mut sources = Vec::with_capacity(messages.len());
+        let mut dead = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
             match m.payload().map(decode_outcome) {
                 Some(Ok(o)) => {
                     // Open until the batch is recorded: the span's duration is
@@ -239,18 +248,59 @@ async fn process(
                     }
                     trace::continue_from(&span, &trace::carrier_from_headers(m.headers()));
                     outcomes.push((m.partition(), o, span));
+                    sources.push(i);
                 }
                 Some(Err(e)) => {
-                    tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "skipping undecodable outcome")
+                    tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable outcome: to the dead-letter topic");
+                    dead.push(kafka::DeadLetter::of(m, "undecodable", &e.to_string()));
                 }
-                None => tracing::error!(
-                    partition = m.partition(),
-                    offset = m.offset(),
-                    "skipping empty outcome"
-                ),
+                None => {
+                    tracing::error!(
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        "empty outcome: to the dead-letter topic"
+                    );
+                    dead.push(kafka::DeadLetter::of(
+                        m,
+                        "empty",
+                        "the message has no payload",
+                    ));
+                }
             }
         }
-        record_batch(shared, &outcomes, metrics).await?;
+        match record_batch(shared, &outcomes, metrics).await {
+            Ok(()) => {}
+            Err(e) if refused_by(&e).is_some() => {
+                // One outcome poisons the whole transaction: find it by
+                // recording them one by one, and let the others through.
+                tracing::error!(error = %e, "PostgreSQL refused a batch by a constraint; recording its outcomes one by one");
+                for (i, source) in sources.iter().enumerate() {
+                    let Err(e) = record_batch(shared, &outcomes[i..=i], metrics).await else {
+                        continue;
+                    };
+                    let Some(constraint) = refused_by(&e) else {
+                        return Err(e);
+                    };
+                    let reason = if constraint == "one_active_booking_per_seat" {
+                        "double_sale"
+                    } else {
+                        "constraint_violation"
+                    };
+                    let m = &messages[*source];
+                    tracing::error!(partition = m.partition(), offset = m.offset(), constraint, reason, error = %e, "PostgreSQL refused an outcome: to the dead-letter topic");
+                    dead.push(kafka::DeadLetter::of(m, reason, &e.to_string()));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        for d in &dead {
+            d.send(&producer, &topics.dead_letters, Duration::from_secs(10))
+                .await?;
+            metrics
+                .dead_letters
+                .with_label_values(&[&topics.events, d.reason()])
+                .inc();
+        }
         for m in &messages {
             kafka::mark_processed(&consumer, m)?;
         }
@@ -339,6 +389,18 @@ async fn record_batch(
         .with_label_values(&["write_redis"])
         .observe(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The constraint PostgreSQL refused a write by, if that is what `e` is.
+fn refused_by(e: &anyhow::Error) -> Option<String> {
+    use diesel::result::{DatabaseErrorKind as K, Error};
+    match e.downcast_ref::<Error>()? {
+        Error::DatabaseError(
+            K::UniqueViolation | K::ForeignKeyViolation | K::CheckViolation | K::NotNullViolation,
+            info,
+        ) => Some(info.constraint_name().unwrap_or("unnamed").to_owned()),
+        _ => None,
+    }
 }
 
 fn reply_for(o: &OutcomeEnvelope, recorded: &Recorded) -> Reply {

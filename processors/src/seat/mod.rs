@@ -1,24 +1,32 @@
 //! The seat-processor: applies booking commands to seat maps, effectively
-//! exactly once, without broker transactions.
+//! exactly once, without broker transactions, on any Kafka-protocol broker
+//! (docs/seat-state-protocol.md is the authority).
 //!
-//! For each batch of commands from its partitions it
+//! Taking over a partition opens a new ownership epoch and restores the
+//! newest complete state from `seat-changelog` ([`restore`]). Then, for each
+//! batch of commands from its partitions, it
 //! 1. applies every command with the pure [`SeatMap::apply`] (deterministic:
 //!    the same commands always give the same state and outcomes),
-//! 2. publishes the outcomes to `booking-events` and waits for the broker,
-//! 3. appends the state changes to `seat-changelog` (same partition), closed
-//!    by an `Applied{offset}` marker, and waits for the broker,
+//! 2. publishes the outcomes to `booking-events`, undecodable commands to the
+//!    dead-letter topic, and the changed state (with the values it replaces)
+//!    to `seat-changelog` in its epoch's namespace, and waits for the broker,
+//! 3. only then appends the batch's marker, and waits for the broker,
 //! 4. writes the changes and the applied offset to RocksDB in one batch,
 //! 5. stores the consumer offsets.
 //!
-//! A crash anywhere in between replays the batch from the last marker on the
-//! changelog: determinism makes the replayed outcomes identical, and every
-//! outcome carries its command's offset (`seq`), so consumers drop
-//! duplicates. Commands at or below a partition's applied offset are skipped.
+//! A crash anywhere in between restores the last marked state and applies
+//! the rest again: determinism makes the replayed outcomes identical, and
+//! every outcome carries its command's offset (`seq`), so consumers drop
+//! duplicates. A writer whose changelog records do not land back to back has
+//! another writer beside it (a zombie, or a newer owner): it stops writing
+//! that partition and restores it afresh before going on.
 
+pub mod changelog;
 mod restore;
+mod state_query;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,23 +36,22 @@ use boxoffice_platform::config::{CommonConfig, Topics};
 use boxoffice_platform::health::Readiness;
 use boxoffice_platform::kafka::ConsumerLag;
 use boxoffice_platform::messages::{
-    OutcomeEnvelope, StateRecord, decode_command, encode_outcome, encode_state,
+    ChangelogRecord, OutcomeEnvelope, StateRecord, decode_command, encode_changelog,
+    encode_outcome, encode_state,
 };
 use boxoffice_platform::metrics::Metrics;
 use boxoffice_platform::{health, kafka, shutdown, trace};
 use futures::StreamExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
-use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset};
 use tokio_util::sync::CancellationToken;
 
 use crate::rebalance::{PartitionTracker, TrackingContext};
+use restore::RestoreError;
 use store::{Positions, Store, record_key};
-
-/// Header naming the writer of a changelog record.
-pub const WRITER_HEADER: &str = "boxoffice-writer";
 
 /// Consumer group of every seat-processor instance (topic prefix included,
 /// so systems sharing a broker never share a group).
@@ -79,6 +86,9 @@ struct SeatMetrics {
     partitions: IntGaugeVec,
     compactions: IntGaugeVec,
     event_seats: IntGaugeVec,
+    fenced: IntCounterVec,
+    refused: IntGaugeVec,
+    dead_letters: IntCounterVec,
     lag: ConsumerLag,
 }
 
@@ -134,6 +144,23 @@ impl SeatMetrics {
             &["event", "state"],
         )?;
         r.register(Box::new(event_seats.clone()))?;
+        let fenced = IntCounterVec::new(
+            Opts::new(
+                "seat_writer_fenced_total",
+                "Times this instance found another writer on a partition's changelog and gave the partition up",
+            ),
+            &["stage"],
+        )?;
+        r.register(Box::new(fenced.clone()))?;
+        let refused = IntGaugeVec::new(
+            Opts::new(
+                "seat_partition_refused",
+                "1 while a partition is refused (its commands topic lost applied commands)",
+            ),
+            &["partition"],
+        )?;
+        r.register(Box::new(refused.clone()))?;
+        let dead_letters = boxoffice_platform::kafka::dead_letter_counter(metrics)?;
         Ok(Self {
             commands,
             batch_size,
@@ -143,15 +170,25 @@ impl SeatMetrics {
             partitions,
             compactions,
             event_seats,
+            fenced,
+            refused,
+            dead_letters,
             lag: ConsumerLag::new(metrics)?,
         })
     }
 }
 
 /// The state of one owned partition.
-struct Partition {
+pub(crate) struct Partition {
+    /// The last command applied, if any.
     applied: Option<i64>,
-    changelog: Option<i64>,
+    /// This instance's ownership epoch for the partition.
+    epoch: i64,
+    /// Where this writer's next changelog record must land; anything else
+    /// means another writer appends too.
+    next_changelog: i64,
+    /// The offset of the next command to apply.
+    next_command: i64,
     events: HashMap<EventId, SeatMap>,
 }
 
@@ -168,7 +205,10 @@ pub async fn run(
 
     let probe_producer = kafka::producer(&config.common, &format!("{instance}-probe"))?;
     let readiness = Readiness::new().with("kafka", move || kafka::probe(probe_producer.clone()));
-    let server = health::serve(config.port, metrics.clone(), readiness, |_| {})?;
+    let query_store = store.clone();
+    let server = health::serve(config.port, metrics.clone(), readiness, move |cfg| {
+        state_query::routes(cfg, query_store.clone());
+    })?;
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(port = config.port, state_dir = %config.state_dir.display(), "seat-processor started");
@@ -203,9 +243,14 @@ async fn process(
     consumer.subscribe(&[&topics.commands])?;
     let producer = kafka::producer(&config.common, instance)?;
     let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
-    // Tags this process life's changelog records, so a restore never mixes a
-    // batch of one writer with records of another (a zombie's late writes).
-    let writer = format!("{instance}/{}", uuid::Uuid::new_v4().simple());
+    // Partitions sent back to an earlier command, and where to.
+    let mut rewinding: HashMap<i32, i64> = HashMap::new();
+    // Partitions whose commands topic does not hold what was applied.
+    let mut refused: BTreeSet<i32> = BTreeSet::new();
+    // Partitions being restored, paused until they are.
+    let mut restoring: BTreeSet<i32> = BTreeSet::new();
+    let mut restores: tokio::task::JoinSet<(i32, Result<Partition, RestoreError>)> =
+        tokio::task::JoinSet::new();
     let mut batches = consumer.stream().ready_chunks(config.batch_max);
     let mut sample = tokio::time::interval(Duration::from_secs(5));
 
@@ -216,12 +261,46 @@ async fn process(
                 sample_store(store, metrics, &owned);
                 continue;
             }
+            Some(done) = restores.join_next(), if !restores.is_empty() => {
+                let (p, result) = done?;
+                restoring.remove(&p);
+                if !tracker.assigned().contains(&p) {
+                    tracing::info!(partition = p, "restored a partition revoked meanwhile; dropped it");
+                    continue;
+                }
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition(&topics.commands, p);
+                match result {
+                    Ok(partition) => {
+                        metrics.refused.with_label_values(&[&p.to_string()]).set(0);
+                        metrics.restores.with_label_values(&["changelog"]).inc();
+                        // Commands read while restoring were passed over:
+                        // go back to the first one not applied.
+                        let next = partition.next_command;
+                        owned.insert(p, partition);
+                        consumer.seek(&topics.commands, p, Offset::Offset(next), Duration::from_secs(10))?;
+                        rewinding.insert(p, next);
+                        consumer.resume(&tpl)?;
+                    }
+                    Err(RestoreError::Refused(why)) => {
+                        // Only this partition stops (it stays paused); the others go on.
+                        metrics.refused.with_label_values(&[&p.to_string()]).set(1);
+                        tracing::error!(partition = p, "partition refused: {why}");
+                        refused.insert(p);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
             batch = batches.next() => match batch {
                 Some(b) => b,
                 None => anyhow::bail!("consumer stream ended"),
             },
         };
         for p in tracker.take_revoked() {
+            rewinding.remove(&p);
+            refused.remove(&p);
+            metrics.refused.with_label_values(&[&p.to_string()]).set(0);
             if owned.remove(&p).is_some() {
                 tracing::info!(partition = p, "dropped state of revoked partition");
             }
@@ -237,24 +316,75 @@ async fn process(
 
         let started = Instant::now();
         let mut pending: BTreeMap<i32, PendingWrites> = BTreeMap::new();
-        // Commands at or below the applied offset: (first, last, count) per partition.
+        // Commands below the next one to apply: (first, last, count) per partition.
         let mut skipped: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
         for m in &messages {
             let p = m.partition();
-            if let std::collections::btree_map::Entry::Vacant(slot) = owned.entry(p) {
-                slot.insert(restore::restore(&config.common, &topics, store.clone(), p).await?);
-                metrics.restores.with_label_values(&["changelog"]).inc();
+            if refused.contains(&p) {
+                continue;
             }
-            let partition = owned.get_mut(&p).expect("restored above");
-            if partition.applied.is_some_and(|a| m.offset() <= a) {
+            if let Some(&to) = rewinding.get(&p) {
+                if m.offset() != to {
+                    continue;
+                }
+                rewinding.remove(&p);
+            }
+            if restoring.contains(&p) {
+                continue;
+            }
+            if !owned.contains_key(&p) {
+                // Restore off the loop, the partition paused meanwhile, so
+                // the consumer keeps polling (and its group membership) and
+                // the other partitions go on.
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition(&topics.commands, p);
+                consumer.pause(&tpl)?;
+                restoring.insert(p);
+                let (common, topics, store, producer) = (
+                    config.common.clone(),
+                    topics.clone(),
+                    store.clone(),
+                    producer.clone(),
+                );
+                let writer = format!("{instance}/{}", uuid::Uuid::new_v4().simple());
+                restores.spawn(async move {
+                    let result =
+                        restore::restore(&common, &topics, store, &producer, &writer, p).await;
+                    (p, result)
+                });
+                continue;
+            }
+            let partition = owned.get_mut(&p).expect("owned, checked above");
+            if m.offset() < partition.next_command {
                 let s = skipped.entry(p).or_insert((m.offset(), m.offset(), 0));
                 s.1 = m.offset();
                 s.2 += 1;
                 continue;
             }
+            if m.offset() > partition.next_command {
+                // The consumer is ahead of the restored state (its committed
+                // offset came from a writer whose state was not the newest
+                // complete one): go back rather than skip commands.
+                let to = partition.next_command;
+                tracing::warn!(
+                    partition = p,
+                    at = m.offset(),
+                    to,
+                    "consumer ahead of the restored state; rewinding"
+                );
+                consumer.seek(
+                    &topics.commands,
+                    p,
+                    Offset::Offset(to),
+                    Duration::from_secs(10),
+                )?;
+                rewinding.insert(p, to);
+                continue;
+            }
             let writes = pending.entry(p).or_default();
             apply_message(partition, m, writes, metrics);
             partition.applied = Some(m.offset());
+            partition.next_command = m.offset() + 1;
             writes.last_offset = m.offset();
         }
         for (p, (first, last, count)) in &skipped {
@@ -282,6 +412,7 @@ async fn process(
             .filter(|(p, _)| !revoked.contains(p))
             .collect();
         for p in &revoked {
+            rewinding.remove(p);
             if owned.remove(p).is_some() {
                 tracing::info!(
                     partition = p,
@@ -289,18 +420,16 @@ async fn process(
                 );
             }
         }
-        for (p, w) in &pending {
-            tracing::debug!(
+        let fenced = commit_batch(&producer, &topics, store, &mut owned, pending, metrics).await?;
+        for (p, why) in fenced {
+            owned.remove(&p);
+            metrics.fenced.with_label_values(&["batch"]).inc();
+            tracing::warn!(
                 partition = p,
-                last_offset = w.last_offset,
-                commands = w.spans.len(),
-                "committing batch"
+                why,
+                "another writer is on this partition's changelog: giving it up; it is restored afresh if it stays ours"
             );
         }
-        commit_batch(
-            &producer, &writer, &topics, store, &mut owned, pending, metrics,
-        )
-        .await?;
         for m in &messages {
             if let Some(p) = owned.get(&m.partition())
                 && p.applied.is_some_and(|a| a >= m.offset())
@@ -321,7 +450,10 @@ async fn process(
 struct PendingWrites {
     /// Outcomes with the trace context of the command they answer.
     outcomes: Vec<(EventId, OutcomeEnvelope, trace::Carrier)>,
-    records: Vec<(String, Vec<u8>)>,
+    /// The newest value of every key the batch changed, by key.
+    changes: BTreeMap<String, StateRecord>,
+    /// Commands nobody can read, for the dead-letter topic.
+    dead_letters: Vec<kafka::DeadLetter>,
     last_offset: i64,
     /// One span per applied command, open until the batch is committed.
     spans: Vec<tracing::Span>,
@@ -337,24 +469,33 @@ fn apply_message(
     let envelope = match m.payload().map(decode_command) {
         Some(Ok(c)) => c,
         Some(Err(e)) => {
-            // A message nobody can read would block the partition forever: skip it, loudly.
-            tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "skipping undecodable command");
+            // A message nobody can read would block the partition forever:
+            // it goes to the dead-letter topic, loudly, and the partition moves on.
+            tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable command: to the dead-letter topic");
             metrics
                 .commands
                 .with_label_values(&["unknown", "undecodable"])
                 .inc();
+            writes
+                .dead_letters
+                .push(kafka::DeadLetter::of(m, "undecodable", &e.to_string()));
             return;
         }
         None => {
             tracing::error!(
                 partition = m.partition(),
                 offset = m.offset(),
-                "skipping empty command"
+                "empty command: to the dead-letter topic"
             );
             metrics
                 .commands
                 .with_label_values(&["unknown", "undecodable"])
                 .inc();
+            writes.dead_letters.push(kafka::DeadLetter::of(
+                m,
+                "empty",
+                "the message has no payload",
+            ));
             return;
         }
     };
@@ -400,9 +541,7 @@ fn apply_message(
             },
             StateChange::Booking(b) => StateRecord::Booking(b),
         };
-        writes
-            .records
-            .push((record_key(&record), encode_state(&record)));
+        writes.changes.insert(record_key(&record), record);
     }
     for outcome in transition.outcomes {
         writes.outcomes.push((
@@ -442,20 +581,48 @@ fn command_kind(k: &boxoffice_domain::CommandKind) -> &'static str {
     }
 }
 
-/// Publishes outcomes, then the changelog, then writes RocksDB: in this
-/// order, so that state is never durable without its outcomes having been
-/// published.
+/// Why a partition was given up during a batch.
+type Fenced = Vec<(i32, String)>;
+
+/// Publishes a batch, then its markers, then writes RocksDB: the marker only
+/// once every outcome, dead letter and changelog record of its batch is
+/// acknowledged, so no restore can see a batch without what it published.
+/// Returns the partitions on which another writer showed up.
 async fn commit_batch(
     producer: &FutureProducer,
-    writer: &str,
     topics: &Topics,
     store: &Store,
     owned: &mut BTreeMap<i32, Partition>,
     pending: BTreeMap<i32, PendingWrites>,
     metrics: &SeatMetrics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Fenced> {
     let timeout = Duration::from_secs(10);
     let started = Instant::now();
+    // The changelog records, each with the value it replaces: the value the
+    // local copy holds, which is the state as of the previous marker.
+    let mut records: BTreeMap<i32, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    for (p, w) in &pending {
+        let partition = &owned[p];
+        let previous = store.get_many(*p, w.changes.keys())?;
+        let list = w
+            .changes
+            .values()
+            .zip(previous)
+            .map(|(body, previous)| {
+                let record = ChangelogRecord {
+                    epoch: partition.epoch,
+                    batch: w.last_offset,
+                    body: body.clone(),
+                    previous,
+                };
+                (
+                    changelog::key(partition.epoch, body),
+                    encode_changelog(&record),
+                )
+            })
+            .collect();
+        records.insert(*p, list);
+    }
     let outcome_payloads: Vec<(i32, String, Vec<u8>, &trace::Carrier)> = pending
         .iter()
         .flat_map(|(p, w)| {
@@ -464,7 +631,7 @@ async fn commit_batch(
                 .map(move |(e, o, carrier)| (*p, e.to_string(), encode_outcome(o), carrier))
         })
         .collect();
-    let sends = outcome_payloads.iter().map(|(p, key, payload, carrier)| {
+    let outcome_sends = outcome_payloads.iter().map(|(p, key, payload, carrier)| {
         producer.send(
             FutureRecord::to(&topics.events)
                 .partition(*p)
@@ -474,8 +641,42 @@ async fn commit_batch(
             timeout,
         )
     });
-    for r in futures::future::join_all(sends).await {
+    let dead_letter_sends = pending
+        .values()
+        .flat_map(|w| &w.dead_letters)
+        .map(|d| d.send(producer, &topics.dead_letters, timeout));
+    let changelog_sends = records.iter().flat_map(|(p, list)| {
+        list.iter().map(move |(key, value)| async move {
+            let record = FutureRecord::to(&topics.changelog)
+                .partition(*p)
+                .key(key.as_str())
+                .payload(value.as_slice());
+            (*p, producer.send(record, timeout).await)
+        })
+    });
+    let (outcomes, dead_letters, changelog_offsets) = futures::join!(
+        futures::future::join_all(outcome_sends),
+        futures::future::join_all(dead_letter_sends),
+        futures::future::join_all(changelog_sends),
+    );
+    for r in outcomes {
         r.map_err(|(e, _)| anyhow::anyhow!("publishing outcome failed: {e}"))?;
+    }
+    for (r, d) in dead_letters
+        .into_iter()
+        .zip(pending.values().flat_map(|w| &w.dead_letters))
+    {
+        r?;
+        metrics
+            .dead_letters
+            .with_label_values(&[&topics.commands, d.reason()])
+            .inc();
+    }
+    let mut landed: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (p, r) in changelog_offsets {
+        let delivery =
+            r.map_err(|(e, _)| anyhow::anyhow!("appending to the changelog failed: {e}"))?;
+        landed.entry(p).or_default().push(delivery.offset);
     }
     metrics
         .stage_seconds
@@ -483,45 +684,54 @@ async fn commit_batch(
         .observe(started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    let markers: BTreeMap<i32, (String, Vec<u8>)> = pending
-        .iter()
-        .map(|(p, w)| {
-            let marker = StateRecord::Applied {
-                offset: w.last_offset,
-            };
-            (*p, (record_key(&marker), encode_state(&marker)))
-        })
-        .collect();
-    let mut changelog: Vec<(i32, bool, &str, &[u8])> = Vec::new();
-    for (p, w) in &pending {
-        changelog.extend(
-            w.records
-                .iter()
-                .map(|(k, v)| (*p, false, k.as_str(), v.as_slice())),
-        );
-        let (k, v) = &markers[p];
-        changelog.push((*p, true, k.as_str(), v.as_slice()));
+    let mut fenced = Fenced::new();
+    for (p, offsets) in &mut landed {
+        offsets.sort_unstable();
+        let next = owned[p].next_changelog;
+        if !is_run_from(offsets, next) {
+            fenced.push((
+                *p,
+                format!(
+                    "batch records landed at {:?}, expected from {next}",
+                    (offsets.first(), offsets.last())
+                ),
+            ));
+        }
     }
-    let changelog_sends = changelog
+    let marker_sends = pending
         .iter()
-        .map(|(p, is_marker, key, value)| async move {
-            let writer = OwnedHeaders::new().insert(Header {
-                key: WRITER_HEADER,
-                value: Some(writer),
-            });
-            let record = FutureRecord::to(&topics.changelog)
-                .partition(*p)
-                .key(*key)
-                .payload(*value)
-                .headers(writer);
-            (*p, *is_marker, producer.send(record, timeout).await)
+        .filter(|(p, _)| !fenced.iter().any(|(f, _)| f == *p))
+        .map(|(p, w)| {
+            let partition = &owned[p];
+            let marker = ChangelogRecord {
+                epoch: partition.epoch,
+                batch: w.last_offset,
+                body: StateRecord::Applied {
+                    offset: w.last_offset,
+                },
+                previous: None,
+            };
+            let key = changelog::marker_key(partition.epoch);
+            let expected = partition.next_changelog + landed.get(p).map_or(0, Vec::len) as i64;
+            async move {
+                let value = encode_changelog(&marker);
+                let record = FutureRecord::to(&topics.changelog)
+                    .partition(*p)
+                    .key(key.as_str())
+                    .payload(value.as_slice());
+                (*p, expected, producer.send(record, timeout).await)
+            }
         });
-    let mut marker_offsets = HashMap::new();
-    for (p, is_marker, r) in futures::future::join_all(changelog_sends).await {
-        let delivery =
-            r.map_err(|(e, _)| anyhow::anyhow!("appending to the changelog failed: {e}"))?;
-        if is_marker {
-            marker_offsets.insert(p, delivery.offset);
+    let mut marked = Vec::new();
+    for (p, expected, r) in futures::future::join_all(marker_sends).await {
+        let delivery = r.map_err(|(e, _)| anyhow::anyhow!("appending a marker failed: {e}"))?;
+        if delivery.offset == expected {
+            marked.push((p, delivery.offset));
+        } else {
+            fenced.push((
+                p,
+                format!("marker landed at {}, expected {expected}", delivery.offset),
+            ));
         }
     }
     metrics
@@ -530,15 +740,21 @@ async fn commit_batch(
         .observe(started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    for (p, w) in &pending {
-        let partition = owned.get_mut(p).expect("pending partitions are owned");
-        partition.changelog = marker_offsets.get(p).copied().or(partition.changelog);
+    for (p, marker_offset) in marked {
+        let w = &pending[&p];
+        let partition = owned.get_mut(&p).expect("pending partitions are owned");
+        partition.next_changelog = marker_offset + 1;
+        let local: Vec<(String, Vec<u8>)> = w
+            .changes
+            .iter()
+            .map(|(k, body)| (k.clone(), encode_state(body)))
+            .collect();
         store.write(
-            *p,
-            &w.records,
+            p,
+            &local,
             Positions {
                 applied: partition.applied,
-                changelog: partition.changelog,
+                epoch: Some(partition.epoch),
             },
         )?;
     }
@@ -546,7 +762,12 @@ async fn commit_batch(
         .stage_seconds
         .with_label_values(&["write_rocksdb"])
         .observe(started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(fenced)
+}
+
+/// Whether sorted `offsets` are exactly `from`, `from + 1`, ...
+fn is_run_from(offsets: &[i64], from: i64) -> bool {
+    offsets.iter().zip(from..).all(|(o, want)| *o == want)
 }
 
 fn sample_store(store: &Store, metrics: &SeatMetrics, owned: &BTreeMap<i32, Partition>) {

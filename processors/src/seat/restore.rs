@@ -1,134 +1,402 @@
-//! Restoring a partition's seat maps: local RocksDB first, then the tail of
-//! the changelog written after it (by this or any other instance).
+//! Taking over a partition (docs/seat-state-protocol.md): open a new
+//! ownership epoch with a claim, fold the changelog into the newest complete
+//! state, write that state as the new epoch's snapshot closed by its marker,
+//! retire the older namespaces, and keep a local copy in RocksDB.
 //!
-//! Changelog records are buffered per writer until that writer's `Applied`
-//! marker: a batch whose marker never made it (a crash mid-append) is
-//! discarded and its commands are applied again, yielding the same records;
-//! a marker at or below the applied offset (a late duplicate) discards its
-//! batch.
+//! Nothing here trusts local state: a new pod, a lost volume and a restart
+//! all restore from the changelog, so the result never depends on what this
+//! instance happened to keep. Restore time is bounded by the live state (plus
+//! whatever compaction or retirement has not removed yet), not by history.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use boxoffice_domain::SeatStatus;
 use boxoffice_platform::config::{CommonConfig, Topics};
 use boxoffice_platform::kafka;
-use boxoffice_platform::messages::{StateRecord, decode_state};
+use boxoffice_platform::messages::{
+    ChangelogRecord, StateRecord, decode_changelog, encode_changelog, encode_state,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::Partition;
+use super::changelog::{self, CLAIM_KEY, FoldError, Found, LogEntry};
 use super::store::{Positions, Store};
 
-/// How long a restore may take before the processor gives up and retries.
-const RESTORE_DEADLINE: Duration = Duration::from_secs(300);
+/// How long reading a partition's changelog may take before the restore
+/// gives up and retries.
+const READ_DEADLINE: Duration = Duration::from_secs(300);
+/// How often a restore that lost a race with another writer is retried.
+const ATTEMPTS: u32 = 5;
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why taking over a partition failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Another writer wrote between our claim and our marker, or a newer
+    /// epoch is complete: retried with a new claim.
+    #[error("lost the partition to another writer: {0}")]
+    Contended(String),
+    /// The commands topic does not hold what the state says was applied:
+    /// never guessed around (docs/seat-state-protocol.md, "Refusals").
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Restores `partition` for `writer`; retries a restore that lost a race.
 pub async fn restore(
     common: &CommonConfig,
     topics: &Topics,
     store: Arc<Store>,
+    producer: &FutureProducer,
+    writer: &str,
     partition: i32,
-) -> anyhow::Result<Partition> {
-    let common = common.clone();
-    let topic = topics.changelog.clone();
-    tokio::task::spawn_blocking(move || restore_blocking(&common, &topic, &store, partition))
-        .await
-        .context("restore task panicked")?
+) -> Result<Partition, RestoreError> {
+    let mut attempt = 1;
+    loop {
+        match try_restore(common, topics, &store, producer, writer, partition).await {
+            Err(RestoreError::Contended(why)) if attempt < ATTEMPTS => {
+                tracing::warn!(
+                    partition,
+                    attempt,
+                    why,
+                    "restore lost a race; claiming again"
+                );
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            result => return result,
+        }
+    }
 }
 
-fn restore_blocking(
+async fn try_restore(
     common: &CommonConfig,
-    topic: &str,
-    store: &Store,
+    topics: &Topics,
+    store: &Arc<Store>,
+    producer: &FutureProducer,
+    writer: &str,
     partition: i32,
-) -> anyhow::Result<Partition> {
+) -> Result<Partition, RestoreError> {
     let started = Instant::now();
-    let local = store.positions(partition)?;
+    let claim = ChangelogRecord {
+        epoch: -1,
+        batch: -1,
+        body: StateRecord::Claim {
+            writer: writer.to_owned(),
+        },
+        previous: None,
+    };
+    let epoch = send(
+        producer,
+        &topics.changelog,
+        partition,
+        CLAIM_KEY,
+        Some(&claim),
+    )
+    .await
+    .context("claiming the partition")?;
+
+    let (found, commands) = {
+        let (common, topics) = (common.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || read(&common, &topics, partition, epoch))
+            .await
+            .context("restore task panicked")??
+    };
+    let next_command = check_commands(partition, found.applied, commands)?;
+
+    // The snapshot: live state only (a free seat is the default).
+    let batch = found.applied.unwrap_or(-1);
+    let snapshot: Vec<(String, ChangelogRecord)> = found
+        .state
+        .values()
+        .filter(|r| {
+            !matches!(
+                r,
+                StateRecord::Seat {
+                    status: SeatStatus::Free,
+                    ..
+                }
+            )
+        })
+        .map(|body| {
+            let record = ChangelogRecord {
+                epoch,
+                batch,
+                body: body.clone(),
+                previous: None,
+            };
+            (changelog::key(epoch, body), record)
+        })
+        .collect();
+    let mut next = epoch + 1;
+    next = append_contiguous(producer, topics, partition, next, &snapshot, "snapshot").await?;
+    let marker = ChangelogRecord {
+        epoch,
+        batch,
+        body: StateRecord::Applied { offset: batch },
+        previous: None,
+    };
+    next = append_contiguous(
+        producer,
+        topics,
+        partition,
+        next,
+        &[(changelog::marker_key(epoch), marker)],
+        "marker",
+    )
+    .await?;
+    // Our namespace is complete: the older ones are superseded. A tombstone
+    // lets compaction remove a key for good.
+    let tombstones = futures::future::join_all(
+        found
+            .stale
+            .iter()
+            .map(|k| send(producer, &topics.changelog, partition, k, None)),
+    )
+    .await;
+    let retired = tombstones.iter().filter(|r| r.is_ok()).count();
+    if let Some(last) = tombstones.iter().filter_map(|r| r.as_ref().ok()).max() {
+        next = next.max(last + 1);
+    }
+
+    let local: Vec<(String, Vec<u8>)> = found
+        .state
+        .iter()
+        .map(|(k, body)| (k.clone(), encode_state(body)))
+        .collect();
+    store.replace(
+        partition,
+        &local,
+        Positions {
+            applied: found.applied,
+            epoch: Some(epoch),
+        },
+    )?;
+    let events = store.load(partition)?;
+    tracing::info!(
+        partition,
+        epoch,
+        from_epoch = ?found.epoch,
+        applied = ?found.applied,
+        live_records = snapshot.len(),
+        retired,
+        events = events.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restored partition"
+    );
+    Ok(Partition {
+        applied: found.applied,
+        epoch,
+        next_changelog: next,
+        next_command,
+        events,
+    })
+}
+
+/// Appends `records` in order; they must land at `next`, `next + 1`, ...:
+/// anything else means another writer is appending too.
+async fn append_contiguous(
+    producer: &FutureProducer,
+    topics: &Topics,
+    partition: i32,
+    next: i64,
+    records: &[(String, ChangelogRecord)],
+    what: &str,
+) -> Result<i64, RestoreError> {
+    let offsets = futures::future::try_join_all(
+        records
+            .iter()
+            .map(|(k, r)| send(producer, &topics.changelog, partition, k, Some(r))),
+    )
+    .await
+    .with_context(|| format!("writing the {what}"))?;
+    let expected: Vec<i64> = (next..next + offsets.len() as i64).collect();
+    let mut landed = offsets;
+    landed.sort_unstable();
+    if landed != expected {
+        return Err(RestoreError::Contended(format!(
+            "the {what} landed at {:?}, not from {next} on",
+            (landed.first(), landed.last())
+        )));
+    }
+    Ok(next + landed.len() as i64)
+}
+
+/// One record on the changelog (a tombstone without `record`); its offset.
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: &str,
+    record: Option<&ChangelogRecord>,
+) -> anyhow::Result<i64> {
+    let payload = record.map(encode_changelog);
+    let mut r = FutureRecord::<str, Vec<u8>>::to(topic)
+        .partition(partition)
+        .key(key);
+    if let Some(p) = &payload {
+        r = r.payload(p);
+    }
+    let delivery = producer
+        .send(r, SEND_TIMEOUT)
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("appending to {topic}/{partition} failed: {e}"))?;
+    Ok(delivery.offset)
+}
+
+/// The commands partition's low and high watermarks.
+type Watermarks = (i64, i64);
+
+/// Reads the whole changelog partition (up to its end as of now, after our
+/// claim) and folds it; also fetches the commands partition's watermarks.
+fn read(
+    common: &CommonConfig,
+    topics: &Topics,
+    partition: i32,
+    epoch: i64,
+) -> Result<(Found, Watermarks), RestoreError> {
+    let started = Instant::now();
     let consumer: BaseConsumer = kafka::client_config(common, "boxoffice-seat-restore")
         .set("group.id", "boxoffice-seat-restore")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-    let start = local.changelog.map_or(low, |c| (c + 1).max(low));
-    let mut positions = local;
-    let mut replayed = 0usize;
-    if start < high {
+        // Records removed under us (retired by a newer owner) must surface.
+        .set("auto.offset.reset", "error")
+        .create()
+        .context("creating the restore consumer")?;
+    let timeout = Duration::from_secs(10);
+    let (low, high) = consumer
+        .fetch_watermarks(&topics.changelog, partition, timeout)
+        .context("reading the changelog's watermarks")?;
+    let commands = consumer
+        .fetch_watermarks(&topics.commands, partition, timeout)
+        .context("reading the commands' watermarks")?;
+    let mut entries = Vec::new();
+    if low < high {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
-        consumer.assign(&tpl)?;
-        // Records wait for their writer's marker; writers never mix.
-        let mut buffers: HashMap<Vec<u8>, Vec<(String, Vec<u8>)>> = HashMap::new();
-        let mut applied_records: Vec<(String, Vec<u8>)> = Vec::new();
+        tpl.add_partition_offset(&topics.changelog, partition, Offset::Offset(low))
+            .context("assigning the changelog")?;
+        consumer.assign(&tpl).context("assigning the changelog")?;
         loop {
-            anyhow::ensure!(
-                started.elapsed() < RESTORE_DEADLINE,
-                "restoring partition {partition} took too long"
-            );
+            if started.elapsed() > READ_DEADLINE {
+                return Err(anyhow::anyhow!(
+                    "reading changelog partition {partition} took over {READ_DEADLINE:?}"
+                )
+                .into());
+            }
             match consumer.poll(Duration::from_millis(500)) {
                 None => continue,
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(e).context("reading the changelog"),
+                Some(Err(e)) => {
+                    return Err(RestoreError::Contended(format!(
+                        "reading the changelog: {e}"
+                    )));
+                }
                 Some(Ok(m)) => {
-                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                    let writer = m
-                        .headers()
-                        .and_then(|h| {
-                            h.iter()
-                                .find(|h| h.key == super::WRITER_HEADER)
-                                .and_then(|h| h.value.map(<[u8]>::to_vec))
-                        })
-                        .unwrap_or_default();
-                    let buffer = buffers.entry(writer).or_default();
-                    let value = m.payload().unwrap_or_default().to_vec();
-                    match decode_state(&value)
-                        .with_context(|| format!("changelog offset {}", m.offset()))?
-                    {
-                        StateRecord::Applied { offset } => {
-                            if positions.applied.is_none_or(|a| offset > a) {
-                                replayed += buffer.len();
-                                applied_records.append(buffer);
-                                positions.applied = Some(offset);
-                            } else {
-                                // A duplicate of a batch already applied (a replay by another instance).
-                                buffer.clear();
-                            }
-                            positions.changelog = Some(m.offset());
-                        }
-                        _ => buffer.push((key, value)),
+                    if m.offset() >= high {
+                        break;
                     }
+                    let value =
+                        m.payload()
+                            .map(decode_changelog)
+                            .transpose()
+                            .with_context(|| {
+                                format!("changelog {partition}@{} is unreadable", m.offset())
+                            })?;
+                    entries.push(LogEntry {
+                        offset: m.offset(),
+                        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                        value,
+                    });
                     if m.offset() + 1 >= high {
                         break;
                     }
                 }
             }
         }
-        store.write(
-            partition,
-            &applied_records,
-            Positions {
-                applied: positions.applied,
-                changelog: positions.changelog,
-            },
-        )?;
     }
-    let events = store.load(partition)?;
-    tracing::info!(
+    let read = entries.len();
+    let found = changelog::fold(entries, epoch).map_err(|e| match e {
+        FoldError::Superseded { .. } => RestoreError::Contended(e.to_string()),
+        FoldError::Legacy { .. } => RestoreError::Refused(e.to_string()),
+    })?;
+    tracing::debug!(
         partition,
-        applied = ?positions.applied,
-        changelog_from = start,
-        changelog_to = high,
-        replayed,
-        events = events.len(),
+        epoch,
+        low,
+        high,
+        read,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "restored partition"
+        "read changelog"
     );
-    Ok(Partition {
-        applied: positions.applied,
-        changelog: positions.changelog,
-        events,
-    })
+    Ok((found, commands))
+}
+
+/// The offset of the next command to apply, after checking that the
+/// commands partition still holds it: a topic deleted and re-created (its
+/// offsets start again below what was applied) or commands removed by
+/// retention before they were applied are refused loudly, never skipped.
+pub fn check_commands(
+    partition: i32,
+    applied: Option<i64>,
+    (low, high): Watermarks,
+) -> Result<i64, RestoreError> {
+    let Some(applied) = applied else {
+        return Ok(low);
+    };
+    if high <= applied {
+        return Err(RestoreError::Refused(format!(
+            "booking-commands partition {partition} ends at offset {high}, but commands up to \
+             {applied} were applied: the topic was deleted and re-created. New commands would be \
+             taken for old ones and skipped; refusing to run this partition. Restore the topic, or \
+             start the system on a fresh topic prefix (docs/seat-state-protocol.md, \"Refusals\")"
+        )));
+    }
+    if low > applied + 1 {
+        return Err(RestoreError::Refused(format!(
+            "booking-commands partition {partition} starts at offset {low}, but only commands up \
+             to {applied} were applied: unapplied commands were deleted (retention shorter than \
+             the backlog). Refusing to skip them (docs/seat-state-protocol.md, \"Refusals\")"
+        )));
+    }
+    Ok(applied + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recreated_commands_topic_is_refused() {
+        assert!(matches!(
+            check_commands(2, Some(41), (0, 5)),
+            Err(RestoreError::Refused(m)) if m.contains("re-created")
+        ));
+        assert!(matches!(
+            check_commands(2, Some(41), (0, 41)),
+            Err(RestoreError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn commands_lost_to_retention_are_refused() {
+        assert!(matches!(
+            check_commands(0, Some(9), (20, 30)),
+            Err(RestoreError::Refused(m)) if m.contains("retention")
+        ));
+    }
+
+    #[test]
+    fn the_next_command_follows_the_applied_one() {
+        assert_eq!(check_commands(0, Some(9), (0, 30)).unwrap(), 10);
+        assert_eq!(check_commands(0, Some(9), (10, 10)).unwrap(), 10);
+        assert_eq!(check_commands(0, None, (7, 30)).unwrap(), 7);
+    }
 }

@@ -5,8 +5,10 @@
 //! whole partitions. Per partition the store keeps, in one atomic write batch
 //! with the state itself:
 //! - the offset of the last applied command (`#applied`), and
-//! - the changelog offset this state reflects (`#changelog`), so a restart
-//!   only replays the changelog tail written after it.
+//! - the ownership epoch that wrote it (`#epoch`, docs/seat-state-protocol.md).
+//!
+//! A restore replaces a partition's state as a whole with what the changelog
+//! holds (the changelog is the source of truth; this is its local copy).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,8 +28,8 @@ pub struct Store {
 pub struct Positions {
     /// Offset of the last command applied, if any.
     pub applied: Option<i64>,
-    /// Offset of the last changelog marker folded into this state, if any.
-    pub changelog: Option<i64>,
+    /// The ownership epoch this state was written in, if any.
+    pub epoch: Option<i64>,
 }
 
 fn prefix(partition: i32) -> String {
@@ -44,6 +46,7 @@ pub fn record_key(record: &StateRecord) -> String {
         } => format!("s/{event_id}/{index:08}"),
         StateRecord::Booking(b) => format!("b/{}", b.id),
         StateRecord::Applied { .. } => "applied".to_owned(),
+        StateRecord::Claim { .. } => "claim".to_owned(),
     }
 }
 
@@ -68,7 +71,7 @@ impl Store {
         };
         Ok(Positions {
             applied: read("#applied")?,
-            changelog: read("#changelog")?,
+            epoch: read("#epoch")?,
         })
     }
 
@@ -87,11 +90,52 @@ impl Store {
         if let Some(a) = positions.applied {
             batch.put(format!("{p}#applied"), a.to_be_bytes());
         }
-        if let Some(c) = positions.changelog {
-            batch.put(format!("{p}#changelog"), c.to_be_bytes());
+        if let Some(e) = positions.epoch {
+            batch.put(format!("{p}#epoch"), e.to_be_bytes());
         }
         self.db.write(batch)?;
         Ok(())
+    }
+
+    /// Replaces everything a partition holds with `records` and `positions`,
+    /// atomically.
+    pub fn replace(
+        &self,
+        partition: i32,
+        records: &[(String, Vec<u8>)],
+        positions: Positions,
+    ) -> anyhow::Result<()> {
+        let p = prefix(partition);
+        let mut batch = WriteBatch::default();
+        // Keys are `pNNNNN/...`; '0' follows '/' in ASCII, so this is the partition's range.
+        batch.delete_range(p.as_bytes(), format!("p{partition:05}0").as_bytes());
+        for (key, value) in records {
+            batch.put(format!("{p}{key}"), value);
+        }
+        for (name, value) in [("#applied", positions.applied), ("#epoch", positions.epoch)] {
+            if let Some(v) = value {
+                batch.put(format!("{p}{name}"), v.to_be_bytes());
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// The stored values of `keys` in a partition, in order (`None`: absent).
+    pub fn get_many<'k>(
+        &self,
+        partition: i32,
+        keys: impl IntoIterator<Item = &'k String>,
+    ) -> anyhow::Result<Vec<Option<StateRecord>>> {
+        let p = prefix(partition);
+        self.db
+            .multi_get(keys.into_iter().map(|k| format!("{p}{k}")))
+            .into_iter()
+            .map(|v| {
+                v?.map(|bytes| decode_state(&bytes).context("corrupt local state"))
+                    .transpose()
+            })
+            .collect()
     }
 
     /// Loads every seat map of a partition.
@@ -127,7 +171,7 @@ impl Store {
                     status,
                 } => seats.entry(event_id).or_default().push((index, status)),
                 StateRecord::Booking(b) => bookings.entry(b.event_id).or_default().push(b),
-                StateRecord::Applied { .. } => {}
+                StateRecord::Applied { .. } | StateRecord::Claim { .. } => {}
             }
         }
         Ok(events
@@ -149,6 +193,30 @@ impl Store {
                 (id, map)
             })
             .collect())
+    }
+
+    /// The partitions the local copy holds anything for.
+    pub fn partitions(&self) -> anyhow::Result<Vec<i32>> {
+        let mut out = Vec::new();
+        let mut from = b"p".to_vec();
+        loop {
+            let mut it = self
+                .db
+                .iterator(IteratorMode::From(&from, Direction::Forward));
+            let Some(item) = it.next() else { break };
+            let (key, _) = item?;
+            let Some(p) = key
+                .get(1..6)
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| d.parse::<i32>().ok())
+            else {
+                break;
+            };
+            out.push(p);
+            // The next partition's keys start after this one's range.
+            from = format!("p{p:05}0").into_bytes();
+        }
+        Ok(out)
     }
 
     /// RocksDB's own memory and compaction figures, for metrics.
