@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use boxoffice_domain::EventSpec;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -43,6 +43,10 @@ pub struct LoadgenArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    /// Buyers arriving per second (spread evenly); unset: all at once, as
+    /// fast as `--concurrency` allows.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Share of requests naming explicit seats (the rest ask for best-available).
     #[arg(long, default_value_t = 0.5)]
     pub explicit_share: f64,
@@ -62,6 +66,10 @@ pub struct LoadgenArgs {
     /// Share of held bookings then cancelled by the buyer (of those not confirmed).
     #[arg(long, default_value_t = 0.0)]
     pub cancel_share: f64,
+    /// Seed of the request mix (which seats, how many, what each buyer does
+    /// with a hold), so a run can be repeated; unset: a random one.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Retry a request answered 503 (or not answered at all) with the same
     /// Idempotency-Key, as the API asks, for up to 90 s: what a real client
     /// does while a dependency is down.
@@ -250,16 +258,23 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         tokens.push(t["token"].as_str().context("buyer token")?.to_owned());
     }
 
+    let mut rng = args.seed.map_or_else(
+        rand::rngs::StdRng::from_os_rng,
+        rand::rngs::StdRng::seed_from_u64,
+    );
     let semaphore = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.requests);
     for (i, token) in tokens.into_iter().enumerate() {
-        let body = random_request(&spec, args);
+        if let Some(rate) = args.rate.filter(|r| *r > 0.0) {
+            let arrival = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(arrival.into()).await;
+        }
+        let body = random_request(&spec, args, &mut rng);
         let api = apis[i % apis.len()].clone();
         let http = http.clone();
         let semaphore = semaphore.clone();
         let event_id = event_id.clone();
-        let mut rng = rand::rng();
         let after = if rng.random_bool(args.confirm_share.clamp(0.0, 1.0)) {
             AfterHold::Confirm
         } else if rng.random_bool(args.cancel_share.clamp(0.0, 1.0)) {
@@ -387,8 +402,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
 
 /// A random request: explicit adjacent seats in a random row, or
 /// best-available in a random section.
-fn random_request(spec: &EventSpec, args: &LoadgenArgs) -> Value {
-    let mut rng = rand::rng();
+fn random_request(spec: &EventSpec, args: &LoadgenArgs, rng: &mut impl Rng) -> Value {
     let quantity = rng.random_range(1..=args.max_quantity.max(1));
     let section = &spec.venue.sections[rng.random_range(0..spec.venue.sections.len())];
     if rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
@@ -470,16 +484,34 @@ async fn book(c: &Client<'_>, event_id: &str, body: Value, after: AfterHold, n: 
                 };
             }
         };
-        if let Ok(r) = answer
-            && r.status().is_success()
-        {
-            booking = r.json().await.ok();
+        match answer {
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                // Deferred: what counts is the decision, once it is made.
+                booking = settle(c, b).await.or(booking);
+            }
+            Ok(r) if r.status().is_success() => booking = r.json().await.ok(),
+            _ => {}
         }
     }
     Outcome {
         latency,
         ..outcome(status, code, booking)
     }
+}
+
+/// A held booking after a confirm or cancel answered 202: re-read until its
+/// status moves on (up to 60 s).
+async fn settle(c: &Client<'_>, held: &Value) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(now) = current(c.http, c.api, c.token, held).await
+            && now["status"] != "held"
+        {
+            return Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 async fn poll(c: &Client<'_>, id: &str) -> Option<Value> {

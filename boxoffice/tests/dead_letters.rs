@@ -18,17 +18,6 @@ use support::kafka::{self, BROKER};
 use support::{Stack, book};
 use uuid::Uuid;
 
-/// The partition of `topic` whose records are keyed `key`.
-fn partition_of(topic: &str, key: &str) -> i32 {
-    (0..4)
-        .find(|p| {
-            kafka::read_partition(BROKER, topic, *p)
-                .iter()
-                .any(|(k, _)| k == key.as_bytes())
-        })
-        .unwrap_or_else(|| panic!("no record keyed {key} on {topic}"))
-}
-
 /// The dead letters so far: (reason, source topic, key).
 fn dead_letters(topic: &str) -> Vec<(String, String, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -83,7 +72,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
 
     let commands = format!("{}booking-commands", stack.prefix);
     let outcomes = format!("{}booking-events", stack.prefix);
-    let p = tokio::task::block_in_place(|| partition_of(&commands, &event));
+    let p = tokio::task::block_in_place(|| kafka::partition_of(BROKER, &commands, 4, &event));
     let garbage = vec![(event.as_bytes().to_vec(), Some(b"not avro at all".to_vec()))];
     kafka::append(BROKER, &commands, p, &garbage).await;
     kafka::append(BROKER, &outcomes, p, &garbage).await;

@@ -62,6 +62,17 @@ pub fn read_partition(broker: &str, topic: &str, partition: i32) -> Records {
     }
 }
 
+/// The partition of `topic` (of `partitions`) whose records are keyed `key`.
+pub fn partition_of(broker: &str, topic: &str, partitions: i32, key: &str) -> i32 {
+    (0..partitions)
+        .find(|p| {
+            read_partition(broker, topic, *p)
+                .iter()
+                .any(|(k, _)| k == key.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no record keyed {key} on {topic}"))
+}
+
 /// What Kafka's log cleaner leaves of a partition once it has cleaned all of
 /// it: the latest record per key, in log order, tombstones and their keys
 /// gone.

@@ -157,10 +157,19 @@ pub async fn restore_from_compacted_copy(stack: &mut Stack, event: &str, applied
     };
     kafka::create_topics(&broker, &topics(&to), PARTITIONS).await;
     let (mut kept, mut read) = (0, 0);
+    let [commands, _] = topics(&from);
+    let own =
+        tokio::task::block_in_place(|| kafka::partition_of(&broker, &commands, PARTITIONS, event));
     for p in 0..PARTITIONS {
         let [commands, changelog] = topics(&from);
         let [fresh_commands, fresh_changelog] = topics(&to);
-        let records = tokio::task::block_in_place(|| kafka::read_partition(&broker, &commands, p));
+        let mut records =
+            tokio::task::block_in_place(|| kafka::read_partition(&broker, &commands, p));
+        if p == own {
+            // Only the commands the state reflects: a command sent since
+            // (a hold expiring) must not move the restored state on.
+            records.truncate(usize::try_from(applied + 1).unwrap_or(0));
+        }
         kafka::append(&broker, &fresh_commands, p, &records).await;
         let log = tokio::task::block_in_place(|| kafka::read_partition(&broker, &changelog, p));
         read += log.len();
