@@ -12,8 +12,9 @@ scripts/stack.sh up
 out="bench/results/$(date -u +%F)-chaos.md"
 body="$(mktemp)"
 echo "[chaos] building and running the full scenario (several minutes); report: $out"
-CHAOS_REPORT="$body" cargo nextest run -p boxoffice --test chaos --run-ignored ignored-only \
-  --no-capture chaos_full
+# --workspace, like the test command: the same features, so the same build.
+CHAOS_REPORT="$body" cargo nextest run --workspace --run-ignored ignored-only --no-capture \
+  -E 'binary(chaos) & test(chaos_full)'
 {
   echo "# Chaos run $(date -u '+%F %H:%M UTC')"
   echo

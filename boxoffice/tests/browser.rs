@@ -143,6 +143,10 @@ async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live() 
     );
     assert_eq!(summary["sale_closed"], true);
     assert!(summary["partitions"].as_u64().unwrap() >= 4, "{summary}");
+    assert_eq!(
+        summary["dead_letters"], 0,
+        "no dead letters in a clean run: {summary}"
+    );
     let pods: Vec<&str> = summary["pods"]
         .as_array()
         .unwrap()

@@ -184,6 +184,8 @@ pub struct OpsSnapshot {
     /// a broker).
     pub prefix: String,
     pub lag: Vec<PartitionLag>,
+    /// Messages on the dead-letter topic (none: it could not be read).
+    pub dead_letters: Option<i64>,
     pub pods: Vec<PodStats>,
     /// Sources that could not be read, in words.
     pub problems: Vec<String>,

@@ -87,6 +87,9 @@ try {
   await page.waitForFunction(() => [...document.querySelectorAll('#pods tbody tr')]
     .some((r) => r.dataset.pod?.startsWith('api') && /\d/.test(r.children[2].textContent)), null, { timeout: 20000 });
   summary.partitions = await page.locator('#queue-depth tbody tr').count();
+  // The dead-letter topic's depth, read from the broker (0 in a clean run).
+  await page.waitForFunction(() => /^\d+$/.test(document.querySelector('#dead-letters')?.textContent ?? ''), null, { timeout: 20000 });
+  summary.dead_letters = Number(await page.locator('#dead-letters').textContent());
   summary.pods = await page.locator('#pods tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.pod));
   await page.waitForTimeout(4000); // a few samples for the charts
   await page.screenshot({ path: `${shots}/organizer-operations.png`, fullPage: true });

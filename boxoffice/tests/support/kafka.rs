@@ -74,19 +74,30 @@ pub fn partition_of(broker: &str, topic: &str, partitions: i32, key: &str) -> i3
 }
 
 /// What Kafka's log cleaner leaves of a partition once it has cleaned all of
-/// it: the latest record per key, in log order, tombstones and their keys
-/// gone.
-pub fn compacted(records: Records) -> Records {
+/// it: the latest record per key, tombstones and their keys gone, every
+/// record at its old offset. A removed record leaves a gap, which a copy
+/// fills with a tombstone of a key of its own (`gap/<offset>`), so copied
+/// records keep their offsets, as compaction does. Returns the records and
+/// how many real ones were kept.
+pub fn compacted(records: Records) -> (Records, usize) {
     let mut latest: HashMap<Vec<u8>, usize> = HashMap::new();
     for (i, (k, _)) in records.iter().enumerate() {
         latest.insert(k.clone(), i);
     }
-    records
+    let mut kept = 0;
+    let out = records
         .into_iter()
         .enumerate()
-        .filter(|(i, (k, v))| latest[k] == *i && v.is_some())
-        .map(|(_, r)| r)
-        .collect()
+        .map(|(i, (k, v))| {
+            if latest[&k] == i && v.is_some() {
+                kept += 1;
+                (k, v)
+            } else {
+                (format!("gap/{i}").into_bytes(), None)
+            }
+        })
+        .collect();
+    (out, kept)
 }
 
 pub async fn create_topics(broker: &str, names: &[String], partitions: i32) {

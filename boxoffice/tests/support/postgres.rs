@@ -2,7 +2,7 @@
 //! folder), so a test can restart it for real without disturbing the
 //! shared one the other tests use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ fn bin_dir() -> PathBuf {
 }
 
 /// Runs a PostgreSQL binary as the `postgres` user (it refuses root).
-fn as_postgres(bin: &PathBuf, tool: &str, args: &[&str]) {
+fn as_postgres(bin: &Path, tool: &str, args: &[&str]) {
     let status = Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .arg(bin.join(tool))

@@ -143,8 +143,9 @@ pub async fn processor_state(stack: &Stack, instance: &str, event: &str, applied
 
 /// Kafka's cleaner, simulated: the changelog compacted (the latest record per
 /// key, tombstones gone) into a fresh topic prefix, the commands copied as
-/// they are. A fresh seat-processor on that prefix must restore exactly the
-/// seats PostgreSQL holds.
+/// they are, both at their old offsets (the source partitions start at 0). A
+/// fresh seat-processor on that prefix must restore exactly the seats
+/// PostgreSQL holds.
 pub async fn restore_from_compacted_copy(stack: &mut Stack, event: &str, applied: i64) -> Seats {
     let broker = stack.broker();
     let fresh = format!("{}compacted-", stack.prefix);
@@ -173,8 +174,8 @@ pub async fn restore_from_compacted_copy(stack: &mut Stack, event: &str, applied
         kafka::append(&broker, &fresh_commands, p, &records).await;
         let log = tokio::task::block_in_place(|| kafka::read_partition(&broker, &changelog, p));
         read += log.len();
-        let compacted = kafka::compacted(log);
-        kept += compacted.len();
+        let (compacted, real) = kafka::compacted(log);
+        kept += real;
         kafka::append(&broker, &fresh_changelog, p, &compacted).await;
     }
     eprintln!("compaction kept {kept} of {read} changelog records");

@@ -89,6 +89,10 @@ fn OperationsView() -> impl IntoView {
             <strong id="total-lag">{move || latest().lag.iter().map(|l| l.lag).sum::<i64>()}</strong>
             " " <Sparkline values=total_lag label="Messages waiting, last two minutes"/>
         </p>
+        <p>
+            "Dead letters (messages no processor could read or record, kept with the reason): "
+            <strong id="dead-letters">{move || latest().dead_letters.map_or_else(|| "unknown".to_owned(), |n| n.to_string())}</strong>
+        </p>
         <div class="scroll">
             <table id="queue-depth" aria-label="Consumer lag per topic and partition, from the broker">
                 <thead><tr><th>"Consumer group"</th><th>"Topic"</th><th>"Partition"</th><th>"Committed"</th><th>"End of log"</th><th>"Lag"</th></tr></thead>

@@ -59,7 +59,10 @@ pub async fn snapshot() -> anyhow::Result<OpsSnapshot> {
     super::api::require_organizer().await?;
     let ops = ops()?;
     let mut problems = Vec::new();
-    let (lag, pods) = futures::join!(queue_depth(ops), pods(ops));
+    let (lag, pods, dead_letters) = futures::join!(queue_depth(ops), pods(ops), dead_letters(ops));
+    let dead_letters = dead_letters
+        .map_err(|e| problems.push(format!("dead letters: {e:#}")))
+        .ok();
     let lag = lag.unwrap_or_else(|e| {
         problems.push(format!("queue depth: {e:#}"));
         Vec::new()
@@ -79,9 +82,30 @@ pub async fn snapshot() -> anyhow::Result<OpsSnapshot> {
         source,
         prefix: ops.config.common.topic_prefix.clone(),
         lag,
+        dead_letters,
         pods,
         problems,
     })
+}
+
+/// Messages on the dead-letter topic, all partitions (what processors could
+/// not read or record; each carries its reason in headers).
+async fn dead_letters(ops: &'static Ops) -> anyhow::Result<i64> {
+    let topic = ops.config.common.topics().dead_letters;
+    tokio::task::spawn_blocking(move || {
+        let timeout = Duration::from_secs(3);
+        let consumer = client(ops, &ops.config.common.group("dashboard"))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .with_context(|| format!("the broker did not describe {topic}"))?;
+        let mut total = 0;
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
+            total += (high - low).max(0);
+        }
+        Ok(total)
+    })
+    .await?
 }
 
 /// Consumer lag of both processor groups, per topic and partition.
@@ -104,28 +128,27 @@ async fn queue_depth(ops: &'static Ops) -> anyhow::Result<Vec<PartitionLag>> {
     .await?
 }
 
+/// A Kafka client that reads `group`'s committed offsets (it never joins
+/// the group), made once and kept.
+fn client(ops: &Ops, group: &str) -> anyhow::Result<std::sync::Arc<BaseConsumer>> {
+    let mut groups = ops.groups.lock().expect("groups lock");
+    if let Some(c) = groups.get(group) {
+        return Ok(c.clone());
+    }
+    let c: BaseConsumer =
+        boxoffice_platform::kafka::client_config(&ops.config.common, "boxoffice-dashboard")
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("cannot create a Kafka client")?;
+    let c = std::sync::Arc::new(c);
+    groups.insert(group.to_owned(), c.clone());
+    Ok(c)
+}
+
 fn group_lag(ops: &Ops, group: &str, topic: &str) -> anyhow::Result<Vec<PartitionLag>> {
     let timeout = Duration::from_secs(3);
-    let consumer = {
-        let mut groups = ops.groups.lock().expect("groups lock");
-        match groups.get(group) {
-            Some(c) => c.clone(),
-            None => {
-                // Reads the group's committed offsets; never joins the group.
-                let c: BaseConsumer = boxoffice_platform::kafka::client_config(
-                    &ops.config.common,
-                    "boxoffice-dashboard",
-                )
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
-                .create()
-                .context("cannot create a Kafka client")?;
-                let c = std::sync::Arc::new(c);
-                groups.insert(group.to_owned(), c.clone());
-                c
-            }
-        }
-    };
+    let consumer = client(ops, group)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .with_context(|| format!("the broker did not describe {topic}"))?;

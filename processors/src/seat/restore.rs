@@ -324,6 +324,15 @@ fn read(
     }
     let read = entries.len();
     let found = changelog::fold(entries, epoch).map_err(|e| match e {
+        // An epoch is the offset of a record on this log: one at or past its
+        // end means the offsets were renumbered (the topic re-created or
+        // copied), and every new claim would lose to it.
+        FoldError::Superseded { epoch } if epoch >= high => RestoreError::Refused(format!(
+            "changelog partition {partition} holds epoch {epoch} but ends at offset {high}: \
+             its offsets were renumbered (re-created or copied), so ownership epochs no \
+             longer order writers. Refusing to run this partition \
+             (docs/seat-state-protocol.md, \"Refusals\")"
+        )),
         FoldError::Superseded { .. } => RestoreError::Contended(e.to_string()),
         FoldError::Legacy { .. } => RestoreError::Refused(e.to_string()),
     })?;
