@@ -72,6 +72,14 @@ impl Codec {
         out
     }
 
+    /// Single-object encoded, but with a schema this version does not know:
+    /// written by a newer version, to be read by one, never dropped.
+    fn is_unknown_schema(&self, bytes: &[u8]) -> bool {
+        bytes.len() >= 10
+            && bytes[..2] == [0xC3, 0x01]
+            && !self.writers.iter().any(|(f, _)| f[..] == bytes[2..10])
+    }
+
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
         if bytes.len() < 10 || bytes[..2] != [0xC3, 0x01] {
             return Err(DecodeError::Header);
@@ -203,6 +211,16 @@ pub fn encode_command(c: &CommandEnvelope) -> Vec<u8> {
 
 pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
     command_codec().decode::<WireCommand>(bytes)?.try_into()
+}
+
+/// Whether a command was written with a schema newer than this version's.
+pub fn command_from_newer_schema(bytes: &[u8]) -> bool {
+    command_codec().is_unknown_schema(bytes)
+}
+
+/// Whether an outcome was written with a schema newer than this version's.
+pub fn outcome_from_newer_schema(bytes: &[u8]) -> bool {
+    event_codec().is_unknown_schema(bytes)
 }
 
 pub fn encode_outcome(o: &OutcomeEnvelope) -> Vec<u8> {

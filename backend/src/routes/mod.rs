@@ -55,8 +55,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// failed for good and is never sent later (see `kafka::command_producer`).
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_millis(4_500);
 /// Longest wait for the broker to acknowledge a command: past the delivery
-/// timeout, so a 503 is only answered once the command can no longer leave.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// timeout (and librdkafka's once-a-second scan for timed-out messages), so
+/// a 503 is only answered once the command can no longer leave.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(6_500);
 
 /// How a deferred response ended.
 pub enum Answer {
@@ -105,7 +106,8 @@ pub async fn command(
             .key(&key)
             .payload(&payload)
             .headers(headers),
-        Duration::from_secs(2),
+        // A full queue is overload: refuse at once rather than queue longer.
+        Duration::ZERO,
     );
     let published = match tokio::time::timeout(PUBLISH_TIMEOUT, publish)
         .instrument(span)

@@ -256,3 +256,20 @@ fn released_changelog_records_decode_outside_any_epoch() {
     assert_eq!(r.body, StateRecord::Applied { offset: 9 });
     assert_eq!((r.epoch, r.batch, r.previous), (-1, -1, None));
 }
+
+#[test]
+fn messages_from_a_newer_schema_are_told_apart_from_garbage() {
+    let mut newer = encode_command(&CommandEnvelope {
+        event_id: event(),
+        reply_to: None,
+        command: Command {
+            at_ms: 1,
+            kind: CommandKind::SetSale { open: true },
+        },
+    });
+    assert!(!command_from_newer_schema(&newer));
+    newer[2] ^= 0xff;
+    assert!(command_from_newer_schema(&newer));
+    assert!(!command_from_newer_schema(b"not avro at all"));
+    assert!(!outcome_from_newer_schema(b""));
+}

@@ -23,7 +23,7 @@ use boxoffice_platform::config::CommonConfig;
 use boxoffice_platform::db::{self, PgPool};
 use boxoffice_platform::health::Readiness;
 use boxoffice_platform::kafka::ConsumerLag;
-use boxoffice_platform::messages::{OutcomeEnvelope, decode_outcome};
+use boxoffice_platform::messages::{OutcomeEnvelope, decode_outcome, outcome_from_newer_schema};
 use boxoffice_platform::metrics::Metrics;
 use boxoffice_platform::views::{BookingView, EventView, Rejection, Reply};
 use boxoffice_platform::{health, kafka, now_ms, shutdown, trace};
@@ -231,6 +231,14 @@ async fn process(
         let mut sources = Vec::with_capacity(messages.len());
         let mut dead = Vec::new();
         for (i, m) in messages.iter().enumerate() {
+            // A newer version's outcome is neither recorded wrong nor
+            // dropped: this instance stops until an upgraded one runs.
+            anyhow::ensure!(
+                !m.payload().is_some_and(outcome_from_newer_schema),
+                "outcome {}@{} was written with a newer schema than this version knows: upgrade the reservation-processor",
+                m.partition(),
+                m.offset()
+            );
             match m.payload().map(decode_outcome) {
                 Some(Ok(o)) => {
                     // Open until the batch is recorded: the span's duration is

@@ -36,8 +36,8 @@ use boxoffice_platform::config::{CommonConfig, Topics};
 use boxoffice_platform::health::Readiness;
 use boxoffice_platform::kafka::ConsumerLag;
 use boxoffice_platform::messages::{
-    ChangelogRecord, OutcomeEnvelope, StateRecord, decode_command, encode_changelog,
-    encode_outcome, encode_state,
+    ChangelogRecord, OutcomeEnvelope, StateRecord, command_from_newer_schema, decode_command,
+    encode_changelog, encode_outcome, encode_state,
 };
 use boxoffice_platform::metrics::Metrics;
 use boxoffice_platform::{health, kafka, shutdown, trace};
@@ -248,7 +248,7 @@ async fn process(
     // Partitions whose commands topic does not hold what was applied.
     let mut refused: BTreeSet<i32> = BTreeSet::new();
     // Partitions being restored, paused until they are.
-    let mut restoring: BTreeSet<i32> = BTreeSet::new();
+    let mut restoring: HashMap<i32, tokio::task::AbortHandle> = HashMap::new();
     let mut restores: tokio::task::JoinSet<(i32, Result<Partition, RestoreError>)> =
         tokio::task::JoinSet::new();
     let mut batches = consumer.stream().ready_chunks(config.batch_max);
@@ -262,24 +262,31 @@ async fn process(
                 continue;
             }
             Some(done) = restores.join_next(), if !restores.is_empty() => {
-                let (p, result) = done?;
+                // A restore aborted because its partition was revoked.
+                let Ok((p, result)) = done else { continue };
                 restoring.remove(&p);
-                if !tracker.assigned().contains(&p) {
-                    tracing::info!(partition = p, "restored a partition revoked meanwhile; dropped it");
-                    continue;
-                }
                 let mut tpl = rdkafka::TopicPartitionList::new();
                 tpl.add_partition(&topics.commands, p);
+                if !tracker.assigned().contains(&p) {
+                    tracing::info!(partition = p, "restored a partition revoked meanwhile; dropped it");
+                    let _ = consumer.resume(&tpl);
+                    continue;
+                }
                 match result {
                     Ok(partition) => {
                         metrics.refused.with_label_values(&[&p.to_string()]).set(0);
                         metrics.restores.with_label_values(&["changelog"]).inc();
                         // Commands read while restoring were passed over:
-                        // go back to the first one not applied.
+                        // go back to the first one not applied (if the seek
+                        // cannot be done yet, the next command read rewinds).
                         let next = partition.next_command;
                         owned.insert(p, partition);
-                        consumer.seek(&topics.commands, p, Offset::Offset(next), Duration::from_secs(10))?;
-                        rewinding.insert(p, next);
+                        match consumer.seek(&topics.commands, p, Offset::Offset(next), Duration::from_secs(10)) {
+                            Ok(()) => {
+                                rewinding.insert(p, next);
+                            }
+                            Err(e) => tracing::warn!(partition = p, error = %e, "could not rewind after the restore yet"),
+                        }
                         consumer.resume(&tpl)?;
                     }
                     Err(RestoreError::Refused(why)) => {
@@ -288,7 +295,14 @@ async fn process(
                         tracing::error!(partition = p, "partition refused: {why}");
                         refused.insert(p);
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        // The restore task retries what can pass; anything
+                        // else stops only this partition until it is
+                        // assigned again.
+                        metrics.refused.with_label_values(&[&p.to_string()]).set(1);
+                        tracing::error!(partition = p, error = %e, "restore failed; partition stopped");
+                        refused.insert(p);
+                    }
                 }
                 continue;
             }
@@ -299,12 +313,23 @@ async fn process(
         };
         for p in tracker.take_revoked() {
             rewinding.remove(&p);
-            refused.remove(&p);
-            metrics.refused.with_label_values(&[&p.to_string()]).set(0);
+            if refused.remove(&p) {
+                metrics.refused.with_label_values(&[&p.to_string()]).set(0);
+            }
+            if let Some(task) = restoring.remove(&p) {
+                task.abort();
+            }
+            // Our pause must not outlive our ownership: librdkafka keeps an
+            // application's pause across a later re-assignment.
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            tpl.add_partition(&topics.commands, p);
+            let _ = consumer.resume(&tpl);
             if owned.remove(&p).is_some() {
                 tracing::info!(partition = p, "dropped state of revoked partition");
             }
         }
+        // Messages read before a revocation may still be in this batch.
+        let assigned = tracker.assigned();
         let mut messages = Vec::with_capacity(batch.len());
         for m in batch {
             messages.push(m?);
@@ -320,7 +345,7 @@ async fn process(
         let mut skipped: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
         for m in &messages {
             let p = m.partition();
-            if refused.contains(&p) {
+            if refused.contains(&p) || !assigned.contains(&p) {
                 continue;
             }
             if let Some(&to) = rewinding.get(&p) {
@@ -329,7 +354,7 @@ async fn process(
                 }
                 rewinding.remove(&p);
             }
-            if restoring.contains(&p) {
+            if restoring.contains_key(&p) {
                 continue;
             }
             if !owned.contains_key(&p) {
@@ -339,7 +364,6 @@ async fn process(
                 let mut tpl = rdkafka::TopicPartitionList::new();
                 tpl.add_partition(&topics.commands, p);
                 consumer.pause(&tpl)?;
-                restoring.insert(p);
                 let (common, topics, store, producer) = (
                     config.common.clone(),
                     topics.clone(),
@@ -347,11 +371,27 @@ async fn process(
                     producer.clone(),
                 );
                 let writer = format!("{instance}/{}", uuid::Uuid::new_v4().simple());
-                restores.spawn(async move {
-                    let result =
-                        restore::restore(&common, &topics, store, &producer, &writer, p).await;
-                    (p, result)
+                let task = restores.spawn(async move {
+                    // Failures that may pass (the broker away, lost races)
+                    // are retried here, backing off; a revocation aborts it.
+                    let mut backoff = Duration::from_millis(500);
+                    loop {
+                        match restore::restore(&common, &topics, store.clone(), &producer, &writer, p)
+                            .await
+                        {
+                            Err(RestoreError::Contended(why)) => {
+                                tracing::warn!(partition = p, why, "restore keeps losing races; retrying")
+                            }
+                            Err(RestoreError::Other(e)) => {
+                                tracing::warn!(partition = p, error = %e, "restore failed; retrying")
+                            }
+                            result => return (p, result),
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
                 });
+                restoring.insert(p, task);
                 continue;
             }
             let partition = owned.get_mut(&p).expect("owned, checked above");
@@ -379,6 +419,21 @@ async fn process(
                     Duration::from_secs(10),
                 )?;
                 rewinding.insert(p, to);
+                continue;
+            }
+            if m.payload().is_some_and(command_from_newer_schema) {
+                // A newer version's command: this version must not decide it
+                // (nor drop it); the partition waits for an upgraded instance.
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition(&topics.commands, p);
+                consumer.pause(&tpl)?;
+                metrics.refused.with_label_values(&[&p.to_string()]).set(1);
+                tracing::error!(
+                    partition = p,
+                    offset = m.offset(),
+                    "command written with a newer schema than this version knows: partition stopped until an upgraded seat-processor takes it"
+                );
+                refused.insert(p);
                 continue;
             }
             let writes = pending.entry(p).or_default();
@@ -413,6 +468,15 @@ async fn process(
             .collect();
         for p in &revoked {
             rewinding.remove(p);
+            if refused.remove(p) {
+                metrics.refused.with_label_values(&[&p.to_string()]).set(0);
+            }
+            if let Some(task) = restoring.remove(p) {
+                task.abort();
+            }
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            tpl.add_partition(&topics.commands, *p);
+            let _ = consumer.resume(&tpl);
             if owned.remove(p).is_some() {
                 tracing::info!(
                     partition = p,

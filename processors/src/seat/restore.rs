@@ -303,13 +303,14 @@ fn read(
                     if m.offset() >= high {
                         break;
                     }
-                    let value =
-                        m.payload()
-                            .map(decode_changelog)
-                            .transpose()
-                            .with_context(|| {
-                                format!("changelog {partition}@{} is unreadable", m.offset())
-                            })?;
+                    // An unreadable record is not retried around: the state
+                    // it holds would be lost.
+                    let value = m.payload().map(decode_changelog).transpose().map_err(|e| {
+                        RestoreError::Refused(format!(
+                            "changelog {partition}@{} is unreadable: {e}",
+                            m.offset()
+                        ))
+                    })?;
                     entries.push(LogEntry {
                         offset: m.offset(),
                         key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
@@ -358,6 +359,17 @@ pub fn check_commands(
     (low, high): Watermarks,
 ) -> Result<i64, RestoreError> {
     let Some(applied) = applied else {
+        // No state at all, yet the commands do not start at the beginning:
+        // history was lost (the changelog, or commands to retention), and a
+        // state built from what is left would free sold seats.
+        if low > 0 {
+            return Err(RestoreError::Refused(format!(
+                "booking-commands partition {partition} starts at offset {low}, but the \
+                 changelog holds no state for it: the commands before {low} are gone and so is \
+                 their state. Refusing to rebuild it from what is left \
+                 (docs/seat-state-protocol.md, \"Refusals\")"
+            )));
+        }
         return Ok(low);
     };
     if high <= applied {
@@ -406,6 +418,10 @@ mod tests {
     fn the_next_command_follows_the_applied_one() {
         assert_eq!(check_commands(0, Some(9), (0, 30)).unwrap(), 10);
         assert_eq!(check_commands(0, Some(9), (10, 10)).unwrap(), 10);
-        assert_eq!(check_commands(0, None, (7, 30)).unwrap(), 7);
+        assert_eq!(check_commands(0, None, (0, 30)).unwrap(), 0);
+        assert!(matches!(
+            check_commands(0, None, (7, 30)),
+            Err(RestoreError::Refused(m)) if m.contains("no state")
+        ));
     }
 }
