@@ -139,16 +139,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         ("seat-1", "boxoffice_dead_letters_total{"),
         ("reservation-1", "boxoffice_dead_letters_total{"),
     ] {
-        let url = format!("http://127.0.0.1:{}/metrics", stack.roles[instance].port);
-        let text = stack
-            .http
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = stack.metrics(instance).await;
         assert!(
             text.lines().any(|l| l.starts_with(line)),
             "{instance} counts dead letters"

@@ -41,6 +41,35 @@ async fn settled_booking(stack: &Stack, api: &str, token: &str, id: &str) -> Val
     wait_status(stack, &url, Some(token), 200, Duration::from_secs(90)).await
 }
 
+/// Books until the system decides, as a client retrying 503s with the same
+/// key would (for up to 60 s); follows a 202. The decided booking, or the
+/// refusal's status and body.
+async fn book_once_back(
+    stack: &Stack,
+    api: &str,
+    event: &str,
+    token: &str,
+    key: &str,
+    body: Value,
+) -> Result<Value, (u16, Value)> {
+    let started = Instant::now();
+    loop {
+        let (status, answer) = book(stack, api, event, token, key, body.clone()).await;
+        match status {
+            200 | 201 => return Ok(answer),
+            202 => {
+                return Ok(
+                    settled_booking(stack, api, token, answer["id"].as_str().unwrap()).await,
+                );
+            }
+            503 if started.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            _ => return Err((status, answer)),
+        }
+    }
+}
+
 /// Starts one of each role, creates an event and holds seat A-1-1: the
 /// booking acknowledged before the fault. Returns (api, event, token, booking).
 async fn running_with_a_booking(stack: &mut Stack) -> (String, String, String, Value) {
@@ -97,29 +126,16 @@ async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_booki
     // one can be retried with its key, and new bookings flow again.
     let kept = settled_booking(&stack, &api, &token, before["id"].as_str().unwrap()).await;
     assert_eq!(kept["status"], "held");
-    let started = Instant::now();
-    let retried = loop {
-        let (status, body) = book(
-            &stack,
-            &api,
-            &event,
-            &token,
-            "during",
-            json!({ "seats": ["A-1-2"] }),
-        )
-        .await;
-        match status {
-            200 | 201 => break body,
-            202 => break settled_booking(&stack, &api, &token, body["id"].as_str().unwrap()).await,
-            _ => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "booking after recovery: {status} {body}"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
+    let retried = book_once_back(
+        &stack,
+        &api,
+        &event,
+        &token,
+        "during",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await
+    .unwrap_or_else(|(status, body)| panic!("booking after recovery: {status} {body}"));
     assert_eq!(retried["status"], "held", "{retried}");
     assert_eq!(retried["seats"], json!(["A-1-2"]));
     let (status, after) = book(
@@ -228,26 +244,18 @@ async fn a_booking_answered_503_is_not_applied_when_the_broker_returns() {
         wait_status(&stack, &ready, None, 200, Duration::from_secs(60)).await;
     }
     let (_, rival) = stack.buyer_token(&api).await;
-    let started = Instant::now();
-    let taken = loop {
-        let (status, body) = book(
-            &stack,
-            &api,
-            &event,
-            &rival,
-            "rival",
-            json!({ "seats": ["A-1-2"] }),
-        )
-        .await;
-        match status {
-            201 => break body,
-            202 => break settled_booking(&stack, &api, &rival, body["id"].as_str().unwrap()).await,
-            503 if started.elapsed() < Duration::from_secs(60) => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            _ => panic!("A-1-2 must still be free after the 503: {status} {body}"),
-        }
-    };
+    let taken = book_once_back(
+        &stack,
+        &api,
+        &event,
+        &rival,
+        "rival",
+        json!({ "seats": ["A-1-2"] }),
+    )
+    .await
+    .unwrap_or_else(|(status, body)| {
+        panic!("A-1-2 must still be free after the 503: {status} {body}")
+    });
     assert_eq!(taken["status"], "held", "{taken}");
     // The first buyer's retry with its key is decided once, like any other.
     let (status, retried) = book(

@@ -239,18 +239,9 @@ async fn a_re_created_commands_topic_is_refused_loudly_not_skipped() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let metrics_url = format!("http://127.0.0.1:{}/metrics", stack.roles["seat-1"].port);
     let started = Instant::now();
     loop {
-        let metrics = stack
-            .http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = stack.metrics("seat-1").await;
         let refused = metrics
             .lines()
             .any(|l| l.starts_with("boxoffice_seat_partition_refused{") && l.ends_with(" 1"));
@@ -286,16 +277,7 @@ async fn a_re_created_commands_topic_is_refused_loudly_not_skipped() {
 
 /// `boxoffice_seat_restores_total` of a running seat-processor.
 async fn restores(stack: &Stack, instance: &str) -> u64 {
-    let url = format!("http://127.0.0.1:{}/metrics", stack.roles[instance].port);
-    let text = stack
-        .http
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = stack.metrics(instance).await;
     text.lines()
         .filter(|l| l.starts_with("boxoffice_seat_restores_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -208,6 +208,19 @@ impl Stack {
         }
     }
 
+    /// The `/metrics` text of a running instance.
+    pub async fn metrics(&self, instance: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.roles[instance].port);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn log_tail(&self, instance: &str, lines: usize) -> String {
         let Some(r) = self.roles.get(instance) else {
             return String::new();

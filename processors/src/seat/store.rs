@@ -36,6 +36,24 @@ fn prefix(partition: i32) -> String {
     format!("p{partition:05}/")
 }
 
+/// Adds a partition's records and positions to `batch`.
+fn put_all(
+    batch: &mut WriteBatch,
+    partition: i32,
+    records: &[(String, Vec<u8>)],
+    positions: Positions,
+) {
+    let p = prefix(partition);
+    for (key, value) in records {
+        batch.put(format!("{p}{key}"), value);
+    }
+    for (name, value) in [("#applied", positions.applied), ("#epoch", positions.epoch)] {
+        if let Some(v) = value {
+            batch.put(format!("{p}{name}"), v.to_be_bytes());
+        }
+    }
+}
+
 /// The key of a state record within its partition; also its key on the
 /// compacted changelog, so compaction keeps the latest value of each.
 pub fn record_key(record: &StateRecord) -> String {
@@ -82,17 +100,8 @@ impl Store {
         records: &[(String, Vec<u8>)],
         positions: Positions,
     ) -> anyhow::Result<()> {
-        let p = prefix(partition);
         let mut batch = WriteBatch::default();
-        for (key, value) in records {
-            batch.put(format!("{p}{key}"), value);
-        }
-        if let Some(a) = positions.applied {
-            batch.put(format!("{p}#applied"), a.to_be_bytes());
-        }
-        if let Some(e) = positions.epoch {
-            batch.put(format!("{p}#epoch"), e.to_be_bytes());
-        }
+        put_all(&mut batch, partition, records, positions);
         self.db.write(batch)?;
         Ok(())
     }
@@ -109,14 +118,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         // Keys are `pNNNNN/...`; '0' follows '/' in ASCII, so this is the partition's range.
         batch.delete_range(p.as_bytes(), format!("p{partition:05}0").as_bytes());
-        for (key, value) in records {
-            batch.put(format!("{p}{key}"), value);
-        }
-        for (name, value) in [("#applied", positions.applied), ("#epoch", positions.epoch)] {
-            if let Some(v) = value {
-                batch.put(format!("{p}{name}"), v.to_be_bytes());
-            }
-        }
+        put_all(&mut batch, partition, records, positions);
         self.db.write(batch)?;
         Ok(())
     }
