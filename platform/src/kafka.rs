@@ -26,13 +26,20 @@ pub fn client_config(common: &CommonConfig, client_id: &str) -> ClientConfig {
     c
 }
 
-/// An idempotent producer: retries never duplicate or reorder records within
-/// a partition, which the changelog restore relies on.
-pub fn producer(common: &CommonConfig, client_id: &str) -> anyhow::Result<FutureProducer> {
-    Ok(client_config(common, client_id)
-        .set("enable.idempotence", "true")
+/// The settings of every producer: idempotent, so retries never duplicate
+/// or reorder records within a partition (the changelog relies on it), and
+/// acknowledged only once every in-sync replica has a record.
+fn producer_config(common: &CommonConfig, client_id: &str) -> ClientConfig {
+    let mut c = client_config(common, client_id);
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
+        .set("linger.ms", "2");
+    c
+}
+
+/// A producer of the processors: a record is retried for up to 30 s.
+pub fn producer(common: &CommonConfig, client_id: &str) -> anyhow::Result<FutureProducer> {
+    Ok(producer_config(common, client_id)
         .set("message.timeout.ms", "30000")
         .create()?)
 }
@@ -48,10 +55,7 @@ pub fn command_producer(
     delivery_timeout: Duration,
 ) -> anyhow::Result<FutureProducer> {
     let ms = delivery_timeout.as_millis().max(100);
-    Ok(client_config(common, client_id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
+    Ok(producer_config(common, client_id)
         .set("message.timeout.ms", ms.to_string())
         .set("request.timeout.ms", (ms * 4 / 5).max(50).to_string())
         .create()?)

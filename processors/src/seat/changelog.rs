@@ -31,6 +31,17 @@ pub fn key(epoch: i64, record: &StateRecord) -> String {
     namespaced(epoch, &record_key(record))
 }
 
+/// `epoch`'s marker for commands up to `applied` (-1: none), with its key.
+pub fn marker(epoch: i64, applied: i64) -> (String, ChangelogRecord) {
+    let record = ChangelogRecord {
+        epoch,
+        batch: applied,
+        body: StateRecord::Applied { offset: applied },
+        previous: None,
+    };
+    (marker_key(epoch), record)
+}
+
 /// The key of `epoch`'s marker.
 pub fn marker_key(epoch: i64) -> String {
     namespaced(epoch, MARKER)
@@ -122,7 +133,7 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
     }
     if let Some((&epoch, _)) = spaces
         .range(mine.saturating_add(1)..)
-        .find(|(_, space)| marker(space).is_some())
+        .find(|(_, space)| applied_of(space).is_some())
     {
         return Err(FoldError::Superseded { epoch });
     }
@@ -138,7 +149,7 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
     let Some((epoch, space, applied)) = spaces
         .range(..mine)
         .rev()
-        .find_map(|(e, space)| marker(space).map(|m| (*e, space, m)))
+        .find_map(|(e, space)| applied_of(space).map(|m| (*e, space, m)))
     else {
         return Ok(found);
     };
@@ -164,7 +175,7 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
 }
 
 /// The offset a namespace's marker says it reflects.
-fn marker(space: &HashMap<String, Option<ChangelogRecord>>) -> Option<i64> {
+fn applied_of(space: &HashMap<String, Option<ChangelogRecord>>) -> Option<i64> {
     match space.get(MARKER) {
         Some(Some(ChangelogRecord {
             body: StateRecord::Applied { offset },

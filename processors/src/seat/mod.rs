@@ -21,6 +21,7 @@
 //! another writer beside it (a zombie, or a newer owner): it stops writing
 //! that partition and restores it afresh before going on.
 
+mod append;
 pub mod changelog;
 mod restore;
 mod state_query;
@@ -37,7 +38,7 @@ use boxoffice_platform::health::Readiness;
 use boxoffice_platform::kafka::ConsumerLag;
 use boxoffice_platform::messages::{
     ChangelogRecord, OutcomeEnvelope, StateRecord, command_from_newer_schema, decode_command,
-    encode_changelog, encode_outcome, encode_state,
+    encode_outcome,
 };
 use boxoffice_platform::metrics::Metrics;
 use boxoffice_platform::{health, kafka, shutdown, trace};
@@ -50,6 +51,7 @@ use rdkafka::{Message, Offset};
 use tokio_util::sync::CancellationToken;
 
 use crate::rebalance::{PartitionTracker, TrackingContext};
+use append::Landed;
 use restore::RestoreError;
 use store::{Positions, Store, record_key};
 
@@ -243,12 +245,7 @@ async fn process(
     consumer.subscribe(&[&topics.commands])?;
     let producer = kafka::producer(&config.common, instance)?;
     let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
-    // Partitions sent back to an earlier command, and where to.
-    let mut rewinding: HashMap<i32, i64> = HashMap::new();
-    // Partitions whose commands topic does not hold what was applied.
-    let mut refused: BTreeSet<i32> = BTreeSet::new();
-    // Partitions being restored, paused until they are.
-    let mut restoring: HashMap<i32, tokio::task::AbortHandle> = HashMap::new();
+    let mut held = Held::default();
     let mut restores: tokio::task::JoinSet<(i32, Result<Partition, RestoreError>)> =
         tokio::task::JoinSet::new();
     let mut batches = consumer.stream().ready_chunks(config.batch_max);
@@ -264,9 +261,8 @@ async fn process(
             Some(done) = restores.join_next(), if !restores.is_empty() => {
                 // A restore aborted because its partition was revoked.
                 let Ok((p, result)) = done else { continue };
-                restoring.remove(&p);
-                let mut tpl = rdkafka::TopicPartitionList::new();
-                tpl.add_partition(&topics.commands, p);
+                held.restoring.remove(&p);
+                let tpl = only(&topics.commands, p);
                 if !tracker.assigned().contains(&p) {
                     tracing::info!(partition = p, "restored a partition revoked meanwhile; dropped it");
                     let _ = consumer.resume(&tpl);
@@ -283,25 +279,20 @@ async fn process(
                         owned.insert(p, partition);
                         match consumer.seek(&topics.commands, p, Offset::Offset(next), Duration::from_secs(10)) {
                             Ok(()) => {
-                                rewinding.insert(p, next);
+                                held.rewinding.insert(p, next);
                             }
                             Err(e) => tracing::warn!(partition = p, error = %e, "could not rewind after the restore yet"),
                         }
                         consumer.resume(&tpl)?;
                     }
                     Err(RestoreError::Refused(why)) => {
-                        // Only this partition stops (it stays paused); the others go on.
-                        metrics.refused.with_label_values(&[&p.to_string()]).set(1);
-                        tracing::error!(partition = p, "partition refused: {why}");
-                        refused.insert(p);
+                        held.refuse(p, &consumer, &topics.commands, metrics, &why)?;
                     }
                     Err(e) => {
                         // The restore task retries what can pass; anything
                         // else stops only this partition until it is
                         // assigned again.
-                        metrics.refused.with_label_values(&[&p.to_string()]).set(1);
-                        tracing::error!(partition = p, error = %e, "restore failed; partition stopped");
-                        refused.insert(p);
+                        held.refuse(p, &consumer, &topics.commands, metrics, &format!("restore failed: {e:#}"))?;
                     }
                 }
                 continue;
@@ -312,18 +303,7 @@ async fn process(
             },
         };
         for p in tracker.take_revoked() {
-            rewinding.remove(&p);
-            if refused.remove(&p) {
-                metrics.refused.with_label_values(&[&p.to_string()]).set(0);
-            }
-            if let Some(task) = restoring.remove(&p) {
-                task.abort();
-            }
-            // Our pause must not outlive our ownership: librdkafka keeps an
-            // application's pause across a later re-assignment.
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            tpl.add_partition(&topics.commands, p);
-            let _ = consumer.resume(&tpl);
+            held.let_go(p, &consumer, &topics.commands, metrics);
             if owned.remove(&p).is_some() {
                 tracing::info!(partition = p, "dropped state of revoked partition");
             }
@@ -345,25 +325,23 @@ async fn process(
         let mut skipped: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
         for m in &messages {
             let p = m.partition();
-            if refused.contains(&p) || !assigned.contains(&p) {
+            if held.refused.contains(&p) || !assigned.contains(&p) {
                 continue;
             }
-            if let Some(&to) = rewinding.get(&p) {
+            if let Some(&to) = held.rewinding.get(&p) {
                 if m.offset() != to {
                     continue;
                 }
-                rewinding.remove(&p);
+                held.rewinding.remove(&p);
             }
-            if restoring.contains_key(&p) {
+            if held.restoring.contains_key(&p) {
                 continue;
             }
             if !owned.contains_key(&p) {
                 // Restore off the loop, the partition paused meanwhile, so
                 // the consumer keeps polling (and its group membership) and
                 // the other partitions go on.
-                let mut tpl = rdkafka::TopicPartitionList::new();
-                tpl.add_partition(&topics.commands, p);
-                consumer.pause(&tpl)?;
+                consumer.pause(&only(&topics.commands, p))?;
                 let (common, topics, store, producer) = (
                     config.common.clone(),
                     topics.clone(),
@@ -391,7 +369,7 @@ async fn process(
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
                 });
-                restoring.insert(p, task);
+                held.restoring.insert(p, task);
                 continue;
             }
             let partition = owned.get_mut(&p).expect("owned, checked above");
@@ -418,22 +396,17 @@ async fn process(
                     Offset::Offset(to),
                     Duration::from_secs(10),
                 )?;
-                rewinding.insert(p, to);
+                held.rewinding.insert(p, to);
                 continue;
             }
             if m.payload().is_some_and(command_from_newer_schema) {
                 // A newer version's command: this version must not decide it
                 // (nor drop it); the partition waits for an upgraded instance.
-                let mut tpl = rdkafka::TopicPartitionList::new();
-                tpl.add_partition(&topics.commands, p);
-                consumer.pause(&tpl)?;
-                metrics.refused.with_label_values(&[&p.to_string()]).set(1);
-                tracing::error!(
-                    partition = p,
-                    offset = m.offset(),
-                    "command written with a newer schema than this version knows: partition stopped until an upgraded seat-processor takes it"
+                let why = format!(
+                    "command at offset {} was written with a newer schema than this version knows; an upgraded seat-processor must take the partition",
+                    m.offset()
                 );
-                refused.insert(p);
+                held.refuse(p, &consumer, &topics.commands, metrics, &why)?;
                 continue;
             }
             let writes = pending.entry(p).or_default();
@@ -467,16 +440,7 @@ async fn process(
             .filter(|(p, _)| !revoked.contains(p))
             .collect();
         for p in &revoked {
-            rewinding.remove(p);
-            if refused.remove(p) {
-                metrics.refused.with_label_values(&[&p.to_string()]).set(0);
-            }
-            if let Some(task) = restoring.remove(p) {
-                task.abort();
-            }
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            tpl.add_partition(&topics.commands, *p);
-            let _ = consumer.resume(&tpl);
+            held.let_go(*p, &consumer, &topics.commands, metrics);
             if owned.remove(p).is_some() {
                 tracing::info!(
                     partition = p,
@@ -507,6 +471,63 @@ async fn process(
         .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
         .ok();
     Ok(())
+}
+
+/// The partitions the loop holds back: being restored, refused, or sent
+/// back to an earlier command.
+#[derive(Default)]
+struct Held {
+    /// Restores under way (their partitions paused meanwhile).
+    restoring: HashMap<i32, tokio::task::AbortHandle>,
+    /// Partitions stopped until they are assigned again (paused).
+    refused: BTreeSet<i32>,
+    /// Partitions sent back to an earlier command, and to which.
+    rewinding: HashMap<i32, i64>,
+}
+
+impl Held {
+    /// Stops `p` (and only it): paused, counted, and said why.
+    fn refuse<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        p: i32,
+        consumer: &StreamConsumer<C>,
+        topic: &str,
+        metrics: &SeatMetrics,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        consumer.pause(&only(topic, p))?;
+        metrics.refused.with_label_values(&[&p.to_string()]).set(1);
+        tracing::error!(partition = p, "partition refused: {why}");
+        self.refused.insert(p);
+        Ok(())
+    }
+
+    /// Forgets a partition this instance no longer owns: a restore under
+    /// way is aborted, and its pause lifted (librdkafka keeps an
+    /// application's pause across a later re-assignment).
+    fn let_go<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        p: i32,
+        consumer: &StreamConsumer<C>,
+        topic: &str,
+        metrics: &SeatMetrics,
+    ) {
+        self.rewinding.remove(&p);
+        if self.refused.remove(&p) {
+            metrics.refused.with_label_values(&[&p.to_string()]).set(0);
+        }
+        if let Some(task) = self.restoring.remove(&p) {
+            task.abort();
+        }
+        let _ = consumer.resume(&only(topic, p));
+    }
+}
+
+/// One partition of `topic`, for pause, resume and seek calls.
+fn only(topic: &str, p: i32) -> rdkafka::TopicPartitionList {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, p);
+    tpl
 }
 
 /// What one batch will write for one partition.
@@ -664,9 +685,9 @@ async fn commit_batch(
     let started = Instant::now();
     // The changelog records, each with the value it replaces: the value the
     // local copy holds, which is the state as of the previous marker.
-    let mut records: BTreeMap<i32, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    let mut records: BTreeMap<i32, Vec<(String, ChangelogRecord)>> = BTreeMap::new();
     for (p, w) in &pending {
-        let partition = &owned[p];
+        let epoch = owned[p].epoch;
         let previous = store.get_many(*p, w.changes.keys())?;
         let list = w
             .changes
@@ -674,15 +695,12 @@ async fn commit_batch(
             .zip(previous)
             .map(|(body, previous)| {
                 let record = ChangelogRecord {
-                    epoch: partition.epoch,
+                    epoch,
                     batch: w.last_offset,
                     body: body.clone(),
                     previous,
                 };
-                (
-                    changelog::key(partition.epoch, body),
-                    encode_changelog(&record),
-                )
+                (changelog::key(epoch, body), record)
             })
             .collect();
         records.insert(*p, list);
@@ -709,19 +727,17 @@ async fn commit_batch(
         .values()
         .flat_map(|w| &w.dead_letters)
         .map(|d| d.send(producer, &topics.dead_letters, timeout));
-    let changelog_sends = records.iter().flat_map(|(p, list)| {
-        list.iter().map(move |(key, value)| async move {
-            let record = FutureRecord::to(&topics.changelog)
-                .partition(*p)
-                .key(key.as_str())
-                .payload(value.as_slice());
-            (*p, producer.send(record, timeout).await)
-        })
+    let changelog_runs = records.iter().map(|(p, list)| {
+        let next = owned[p].next_changelog;
+        async move {
+            let landed = append::run(producer, &topics.changelog, *p, next, list, "batch").await;
+            (*p, landed)
+        }
     });
-    let (outcomes, dead_letters, changelog_offsets) = futures::join!(
+    let (outcomes, dead_letters, changelog_runs) = futures::join!(
         futures::future::join_all(outcome_sends),
         futures::future::join_all(dead_letter_sends),
-        futures::future::join_all(changelog_sends),
+        futures::future::join_all(changelog_runs),
     );
     for r in outcomes {
         r.map_err(|(e, _)| anyhow::anyhow!("publishing outcome failed: {e}"))?;
@@ -736,12 +752,6 @@ async fn commit_batch(
             .with_label_values(&[&topics.commands, d.reason()])
             .inc();
     }
-    let mut landed: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-    for (p, r) in changelog_offsets {
-        let delivery =
-            r.map_err(|(e, _)| anyhow::anyhow!("appending to the changelog failed: {e}"))?;
-        landed.entry(p).or_default().push(delivery.offset);
-    }
     metrics
         .stage_seconds
         .with_label_values(&["publish_outcomes"])
@@ -749,53 +759,34 @@ async fn commit_batch(
 
     let started = Instant::now();
     let mut fenced = Fenced::new();
-    for (p, offsets) in &mut landed {
-        offsets.sort_unstable();
-        let next = owned[p].next_changelog;
-        if !is_run_from(offsets, next) {
-            fenced.push((
-                *p,
-                format!(
-                    "batch records landed at {:?}, expected from {next}",
-                    (offsets.first(), offsets.last())
-                ),
-            ));
+    let mut marker_runs = Vec::new();
+    for (p, landed) in changelog_runs {
+        match landed? {
+            Landed::Next(next) => marker_runs.push((
+                p,
+                next,
+                changelog::marker(owned[&p].epoch, pending[&p].last_offset),
+            )),
+            Landed::Gap(why) => fenced.push((p, why)),
         }
     }
-    let marker_sends = pending
-        .iter()
-        .filter(|(p, _)| !fenced.iter().any(|(f, _)| f == *p))
-        .map(|(p, w)| {
-            let partition = &owned[p];
-            let marker = ChangelogRecord {
-                epoch: partition.epoch,
-                batch: w.last_offset,
-                body: StateRecord::Applied {
-                    offset: w.last_offset,
-                },
-                previous: None,
-            };
-            let key = changelog::marker_key(partition.epoch);
-            let expected = partition.next_changelog + landed.get(p).map_or(0, Vec::len) as i64;
-            async move {
-                let value = encode_changelog(&marker);
-                let record = FutureRecord::to(&topics.changelog)
-                    .partition(*p)
-                    .key(key.as_str())
-                    .payload(value.as_slice());
-                (*p, expected, producer.send(record, timeout).await)
-            }
-        });
+    let markers = marker_runs.iter().map(|(p, next, marker)| async move {
+        let landed = append::run(
+            producer,
+            &topics.changelog,
+            *p,
+            *next,
+            std::slice::from_ref(marker),
+            "marker",
+        )
+        .await;
+        (*p, landed)
+    });
     let mut marked = Vec::new();
-    for (p, expected, r) in futures::future::join_all(marker_sends).await {
-        let delivery = r.map_err(|(e, _)| anyhow::anyhow!("appending a marker failed: {e}"))?;
-        if delivery.offset == expected {
-            marked.push((p, delivery.offset));
-        } else {
-            fenced.push((
-                p,
-                format!("marker landed at {}, expected {expected}", delivery.offset),
-            ));
+    for (p, landed) in futures::future::join_all(markers).await {
+        match landed? {
+            Landed::Next(next) => marked.push((p, next)),
+            Landed::Gap(why) => fenced.push((p, why)),
         }
     }
     metrics
@@ -804,18 +795,12 @@ async fn commit_batch(
         .observe(started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    for (p, marker_offset) in marked {
-        let w = &pending[&p];
+    for (p, next) in marked {
         let partition = owned.get_mut(&p).expect("pending partitions are owned");
-        partition.next_changelog = marker_offset + 1;
-        let local: Vec<(String, Vec<u8>)> = w
-            .changes
-            .iter()
-            .map(|(k, body)| (k.clone(), encode_state(body)))
-            .collect();
+        partition.next_changelog = next;
         store.write(
             p,
-            &local,
+            &pending[&p].changes,
             Positions {
                 applied: partition.applied,
                 epoch: Some(partition.epoch),
@@ -827,11 +812,6 @@ async fn commit_batch(
         .with_label_values(&["write_rocksdb"])
         .observe(started.elapsed().as_secs_f64());
     Ok(fenced)
-}
-
-/// Whether sorted `offsets` are exactly `from`, `from + 1`, ...
-fn is_run_from(offsets: &[i64], from: i64) -> bool {
-    offsets.iter().zip(from..).all(|(o, want)| *o == want)
 }
 
 fn sample_store(store: &Store, metrics: &SeatMetrics, owned: &BTreeMap<i32, Partition>) {

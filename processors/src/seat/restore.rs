@@ -15,15 +15,14 @@ use anyhow::Context;
 use boxoffice_domain::SeatStatus;
 use boxoffice_platform::config::{CommonConfig, Topics};
 use boxoffice_platform::kafka;
-use boxoffice_platform::messages::{
-    ChangelogRecord, StateRecord, decode_changelog, encode_changelog, encode_state,
-};
+use boxoffice_platform::messages::{ChangelogRecord, StateRecord, decode_changelog};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::Partition;
+use super::append::{self, Landed};
 use super::changelog::{self, CLAIM_KEY, FoldError, Found, LogEntry};
 use super::store::{Positions, Store};
 
@@ -32,7 +31,6 @@ use super::store::{Positions, Store};
 const READ_DEADLINE: Duration = Duration::from_secs(300);
 /// How often a restore that lost a race with another writer is retried.
 const ATTEMPTS: u32 = 5;
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why taking over a partition failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +91,7 @@ async fn try_restore(
         },
         previous: None,
     };
-    let epoch = send(
+    let epoch = append::one(
         producer,
         &topics.changelog,
         partition,
@@ -135,20 +133,21 @@ async fn try_restore(
             (changelog::key(epoch, body), record)
         })
         .collect();
-    let mut next = epoch + 1;
-    next = append_contiguous(producer, topics, partition, next, &snapshot, "snapshot").await?;
-    let marker = ChangelogRecord {
-        epoch,
-        batch,
-        body: StateRecord::Applied { offset: batch },
-        previous: None,
-    };
-    next = append_contiguous(
+    let mut next = append_run(
+        producer,
+        topics,
+        partition,
+        epoch + 1,
+        &snapshot,
+        "snapshot",
+    )
+    .await?;
+    next = append_run(
         producer,
         topics,
         partition,
         next,
-        &[(changelog::marker_key(epoch), marker)],
+        &[changelog::marker(epoch, batch)],
         "marker",
     )
     .await?;
@@ -158,7 +157,7 @@ async fn try_restore(
         found
             .stale
             .iter()
-            .map(|k| send(producer, &topics.changelog, partition, k, None)),
+            .map(|k| append::one(producer, &topics.changelog, partition, k, None)),
     )
     .await;
     let retired = tombstones.iter().filter(|r| r.is_ok()).count();
@@ -166,14 +165,9 @@ async fn try_restore(
         next = next.max(last + 1);
     }
 
-    let local: Vec<(String, Vec<u8>)> = found
-        .state
-        .iter()
-        .map(|(k, body)| (k.clone(), encode_state(body)))
-        .collect();
     store.replace(
         partition,
-        &local,
+        &found.state,
         Positions {
             applied: found.applied,
             epoch: Some(epoch),
@@ -200,9 +194,9 @@ async fn try_restore(
     })
 }
 
-/// Appends `records` in order; they must land at `next`, `next + 1`, ...:
-/// anything else means another writer is appending too.
-async fn append_contiguous(
+/// Appends a run of the takeover; a gap means another writer is on the
+/// partition, and the takeover starts again.
+async fn append_run(
     producer: &FutureProducer,
     topics: &Topics,
     partition: i32,
@@ -210,45 +204,10 @@ async fn append_contiguous(
     records: &[(String, ChangelogRecord)],
     what: &str,
 ) -> Result<i64, RestoreError> {
-    let offsets = futures::future::try_join_all(
-        records
-            .iter()
-            .map(|(k, r)| send(producer, &topics.changelog, partition, k, Some(r))),
-    )
-    .await
-    .with_context(|| format!("writing the {what}"))?;
-    let expected: Vec<i64> = (next..next + offsets.len() as i64).collect();
-    let mut landed = offsets;
-    landed.sort_unstable();
-    if landed != expected {
-        return Err(RestoreError::Contended(format!(
-            "the {what} landed at {:?}, not from {next} on",
-            (landed.first(), landed.last())
-        )));
+    match append::run(producer, &topics.changelog, partition, next, records, what).await? {
+        Landed::Next(next) => Ok(next),
+        Landed::Gap(why) => Err(RestoreError::Contended(why)),
     }
-    Ok(next + landed.len() as i64)
-}
-
-/// One record on the changelog (a tombstone without `record`); its offset.
-async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    partition: i32,
-    key: &str,
-    record: Option<&ChangelogRecord>,
-) -> anyhow::Result<i64> {
-    let payload = record.map(encode_changelog);
-    let mut r = FutureRecord::<str, Vec<u8>>::to(topic)
-        .partition(partition)
-        .key(key);
-    if let Some(p) = &payload {
-        r = r.payload(p);
-    }
-    let delivery = producer
-        .send(r, SEND_TIMEOUT)
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("appending to {topic}/{partition} failed: {e}"))?;
-    Ok(delivery.offset)
 }
 
 /// The commands partition's low and high watermarks.

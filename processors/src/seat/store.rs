@@ -10,12 +10,12 @@
 //! A restore replaces a partition's state as a whole with what the changelog
 //! holds (the changelog is the source of truth; this is its local copy).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
 use boxoffice_domain::{Booking, EventId, EventSpec, SaleState, SeatMap, SeatStatus};
-use boxoffice_platform::messages::{StateRecord, decode_state};
+use boxoffice_platform::messages::{StateRecord, decode_state, encode_state};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
 /// The RocksDB store of one seat-processor instance.
@@ -40,12 +40,12 @@ fn prefix(partition: i32) -> String {
 fn put_all(
     batch: &mut WriteBatch,
     partition: i32,
-    records: &[(String, Vec<u8>)],
+    records: &BTreeMap<String, StateRecord>,
     positions: Positions,
 ) {
     let p = prefix(partition);
-    for (key, value) in records {
-        batch.put(format!("{p}{key}"), value);
+    for (key, record) in records {
+        batch.put(format!("{p}{key}"), encode_state(record));
     }
     for (name, value) in [("#applied", positions.applied), ("#epoch", positions.epoch)] {
         if let Some(v) = value {
@@ -97,7 +97,7 @@ impl Store {
     pub fn write(
         &self,
         partition: i32,
-        records: &[(String, Vec<u8>)],
+        records: &BTreeMap<String, StateRecord>,
         positions: Positions,
     ) -> anyhow::Result<()> {
         let mut batch = WriteBatch::default();
@@ -111,7 +111,7 @@ impl Store {
     pub fn replace(
         &self,
         partition: i32,
-        records: &[(String, Vec<u8>)],
+        records: &BTreeMap<String, StateRecord>,
         positions: Positions,
     ) -> anyhow::Result<()> {
         let p = prefix(partition);

@@ -128,7 +128,8 @@ impl Writer {
                     record(epoch, batch, seat(i, h), None),
                 );
             }
-            self.push(marker_key(epoch), marker(epoch, batch));
+            let (k, v) = marker(epoch, batch);
+            self.push(k, v);
             for k in found.stale {
                 self.outbox.push(LogEntry {
                     offset: -1,
@@ -153,7 +154,8 @@ impl Writer {
             let prev = seat(i, before.get(&i).copied().unwrap_or(0));
             self.push(key(epoch, &now), record(epoch, last, now, Some(prev)));
         }
-        self.push(marker_key(epoch), marker(epoch, last));
+        let (k, v) = marker(epoch, last);
+        self.push(k, v);
         self.applied = Some(last);
     }
 
@@ -178,15 +180,6 @@ fn record(
         body,
         previous,
     }
-}
-
-fn marker(epoch: i64, applied: i64) -> ChangelogRecord {
-    record(
-        epoch,
-        applied,
-        StateRecord::Applied { offset: applied },
-        None,
-    )
 }
 
 /// A tiny deterministic generator for compaction choices.
@@ -316,7 +309,7 @@ fn a_torn_batch_restores_the_values_it_replaced() {
         LogEntry {
             offset: 7,
             key: marker_key(e),
-            value: Some(marker(e, 3)),
+            value: Some(marker(e, 3).1),
         },
         // Batch 4..=6: seat 1 changes, seat 2 is new; its marker never came.
         LogEntry {
@@ -357,14 +350,14 @@ fn a_newer_complete_namespace_fences_the_restorer_and_older_ones_are_stale() {
         LogEntry {
             offset: 2,
             key: marker_key(0),
-            value: Some(marker(0, 2)),
+            value: Some(marker(0, 2).1),
         },
         claim(3),
         claim(4),
         LogEntry {
             offset: 5,
             key: marker_key(4),
-            value: Some(marker(4, 2)),
+            value: Some(marker(4, 2).1),
         },
     ];
     assert_eq!(
@@ -386,7 +379,7 @@ fn records_from_before_epochs_are_refused_not_guessed() {
     let log = vec![LogEntry {
         offset: 0,
         key: "applied".into(),
-        value: Some(marker(-1, 3)),
+        value: Some(marker(-1, 3).1),
     }];
     assert!(matches!(
         fold(log, i64::MAX),
