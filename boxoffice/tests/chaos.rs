@@ -333,9 +333,7 @@ async fn run(scenario: Scenario) -> String {
     let broker = Broker::start(stack.dir.join("broker")).await;
     let pg = tokio::task::block_in_place(|| Postgres::start(stack.dir.join("pg")));
     stack.pg_server = pg.url();
-    stack
-        .extra_env
-        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    stack.use_broker(&broker);
     stack
         .extra_env
         .push(("DATABASE_URL".into(), stack.database_url()));

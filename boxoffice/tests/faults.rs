@@ -10,35 +10,14 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::proxy::Proxy;
-use support::{Broker, Stack, book, call};
+use support::{Broker, Stack, book, call, settled_booking, wait_status};
 
-/// Polls `url` (as the holder of `token`, if any) until it answers `want`;
-/// returns that body.
-async fn wait_status(
-    stack: &Stack,
-    url: &str,
-    token: Option<&str>,
-    want: u16,
-    within: Duration,
-) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, body) = call(&stack.http, Method::GET, url, token, None, &[]).await;
-        if status == want {
-            return body;
-        }
-        assert!(
-            started.elapsed() < within,
-            "{url} still answers {status} after {within:?}, wanted {want}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+/// Waits until every role of `running_with_a_booking` is ready again.
+async fn all_ready_again(stack: &Stack) {
+    for instance in ["api-1", "seat-1", "reservation-1"] {
+        let ready = stack.ready_url(instance);
+        wait_status(stack, &ready, None, 200, Duration::from_secs(60)).await;
     }
-}
-
-/// Long-polls a booking until it exists (no longer pending).
-async fn settled_booking(stack: &Stack, api: &str, token: &str, id: &str) -> Value {
-    let url = format!("{api}/api/bookings/{id}?wait_ms=5000");
-    wait_status(stack, &url, Some(token), 200, Duration::from_secs(90)).await
 }
 
 /// Books until the system decides, as a client retrying 503s with the same
@@ -93,9 +72,7 @@ async fn running_with_a_booking(stack: &mut Stack) -> (String, String, String, V
 async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_bookings() {
     let mut stack = Stack::new("broker-down");
     let mut broker = Broker::start(stack.dir.join("broker")).await;
-    stack
-        .extra_env
-        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    stack.use_broker(&broker);
     let (api, event, token, before) = running_with_a_booking(&mut stack).await;
 
     broker.kill();
@@ -118,10 +95,7 @@ async fn a_broker_crash_answers_503_and_the_system_recovers_without_losing_booki
     assert!(refused["message"].as_str().is_some_and(|m| !m.is_empty()));
 
     broker.restart().await;
-    for instance in ["api-1", "seat-1", "reservation-1"] {
-        let ready = stack.ready_url(instance);
-        wait_status(&stack, &ready, None, 200, Duration::from_secs(60)).await;
-    }
+    all_ready_again(&stack).await;
     // The booking acknowledged before the crash is still there, the refused
     // one can be retried with its key, and new bookings flow again.
     let kept = settled_booking(&stack, &api, &token, before["id"].as_str().unwrap()).await;
@@ -209,9 +183,7 @@ async fn a_database_outage_defers_bookings_and_records_them_when_it_returns() {
 async fn a_booking_answered_503_is_not_applied_when_the_broker_returns() {
     let mut stack = Stack::new("late-503");
     let mut broker = Broker::start(stack.dir.join("broker")).await;
-    stack
-        .extra_env
-        .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    stack.use_broker(&broker);
     let (api, event, token, _) = running_with_a_booking(&mut stack).await;
 
     broker.kill();
@@ -239,10 +211,7 @@ async fn a_booking_answered_503_is_not_applied_when_the_broker_returns() {
     // The broker comes back at once: a command still queued in the producer
     // would be delivered now and hold A-1-2.
     broker.restart().await;
-    for instance in ["api-1", "seat-1", "reservation-1"] {
-        let ready = stack.ready_url(instance);
-        wait_status(&stack, &ready, None, 200, Duration::from_secs(60)).await;
-    }
+    all_ready_again(&stack).await;
     let (_, rival) = stack.buyer_token(&api).await;
     let taken = book_once_back(
         &stack,

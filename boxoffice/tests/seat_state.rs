@@ -14,41 +14,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::kafka::{self, BROKER};
 use support::stores::{self, PARTITIONS, Seats};
-use support::{Stack, book, call};
-
-/// Follows a 202 to its decision; a refusal decided later reads as the 409
-/// it would have been.
-async fn decided(stack: &Stack, api: &str, token: &str, status: u16, body: Value) -> (u16, Value) {
-    if status != 202 {
-        return (status, body);
-    }
-    let id = body["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
-        let (status, body) = call(
-            &stack.http,
-            Method::GET,
-            &format!("{api}/api/bookings/{id}?wait_ms=5000"),
-            Some(token),
-            None,
-            &[],
-        )
-        .await;
-        if status == 200 && body["status"] == "rejected" {
-            return (409, json!({ "code": body["reject_reason"] }));
-        }
-        if status == 200 {
-            return (status, body);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "booking {id} undecided after 90 s: {status} {body}"
-        );
-    }
-}
+use support::{Stack, book, call, decided};
 
 /// A little of everything an on-sale does, in row `row`: explicit seats
 /// held and paid, best-available held then cancelled, best-available left

@@ -65,6 +65,12 @@ impl Stack {
         }
     }
 
+    /// Points the roles started from now on at `broker` (a test's own).
+    pub fn use_broker(&mut self, broker: &Broker) {
+        self.extra_env
+            .push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker.address()));
+    }
+
     /// The broker the roles use (the shared one unless a test runs its own).
     pub fn broker(&self) -> String {
         self.extra_env
@@ -407,6 +413,54 @@ pub async fn call(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// Polls `url` (as the holder of `token`, if any) until it answers `want`;
+/// returns that body.
+pub async fn wait_status(
+    stack: &Stack,
+    url: &str,
+    token: Option<&str>,
+    want: u16,
+    within: Duration,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = call(&stack.http, reqwest::Method::GET, url, token, None, &[]).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{url} still answers {status} after {within:?}, wanted {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Long-polls a booking until it exists (no longer pending).
+pub async fn settled_booking(stack: &Stack, api: &str, token: &str, id: &str) -> Value {
+    let url = format!("{api}/api/bookings/{id}?wait_ms=5000");
+    wait_status(stack, &url, Some(token), 200, Duration::from_secs(90)).await
+}
+
+/// Follows a 202 to its decision; a refusal decided later reads as the 409
+/// it would have been.
+pub async fn decided(
+    stack: &Stack,
+    api: &str,
+    token: &str,
+    status: u16,
+    body: Value,
+) -> (u16, Value) {
+    if status != 202 {
+        return (status, body);
+    }
+    let booking = settled_booking(stack, api, token, body["id"].as_str().unwrap()).await;
+    if booking["status"] == "rejected" {
+        return (409, json!({ "code": booking["reject_reason"] }));
+    }
+    (200, booking)
 }
 
 /// `POST /api/events/{event}/bookings` with an Idempotency-Key.

@@ -87,16 +87,8 @@ impl Writer {
     fn new() -> Self {
         Self {
             epoch: None,
-            outbox: vec![LogEntry {
-                offset: -1,
-                key: CLAIM_KEY.into(),
-                value: Some(record(
-                    -1,
-                    -1,
-                    StateRecord::Claim { writer: "w".into() },
-                    None,
-                )),
-            }],
+            // Its offset is set when it lands.
+            outbox: vec![claim(-1)],
             state: State::new(),
             applied: None,
             restored: false,
@@ -179,6 +171,20 @@ fn record(
         batch,
         body,
         previous,
+    }
+}
+
+/// A claim record at offset `o`.
+fn claim(o: i64) -> LogEntry {
+    LogEntry {
+        offset: o,
+        key: CLAIM_KEY.into(),
+        value: Some(record(
+            -1,
+            -1,
+            StateRecord::Claim { writer: "w".into() },
+            None,
+        )),
     }
 }
 
@@ -291,16 +297,7 @@ proptest! {
 fn a_torn_batch_restores_the_values_it_replaced() {
     let e = 5;
     let log = vec![
-        LogEntry {
-            offset: 5,
-            key: CLAIM_KEY.into(),
-            value: Some(record(
-                -1,
-                -1,
-                StateRecord::Claim { writer: "w".into() },
-                None,
-            )),
-        },
+        claim(5),
         LogEntry {
             offset: 6,
             key: key(e, &seat(1, 9)),
@@ -330,16 +327,6 @@ fn a_torn_batch_restores_the_values_it_replaced() {
 
 #[test]
 fn a_newer_complete_namespace_fences_the_restorer_and_older_ones_are_stale() {
-    let claim = |o| LogEntry {
-        offset: o,
-        key: CLAIM_KEY.into(),
-        value: Some(record(
-            -1,
-            -1,
-            StateRecord::Claim { writer: "w".into() },
-            None,
-        )),
-    };
     let log = vec![
         claim(0),
         LogEntry {
