@@ -64,6 +64,9 @@ cmd_install() {
   apt_install build-essential clang libclang-dev cmake pkg-config prometheus rustc-web cargo-web \
     rust-web-src rust-web-llvm lld-22 chromium postgresql-client redis-tools curl
   if ! command -v pg_ctlcluster >/dev/null && ! port_open 5432; then apt_install postgresql; fi
+  # The chaos test runs a PostgreSQL of its own (to restart it for real): it
+  # needs the server binaries even where the running one came from elsewhere.
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then apt_install postgresql; fi
   if ! command -v redis-server >/dev/null && ! port_open 6379; then apt_install redis-server; fi
   if [[ ! -x "$TOOLS/bin/nisshi" ]]; then
     say "building the Kafka-protocol broker nisshi $NISSHI_VERSION (once per machine, ~45 min on 2 cores)"
