@@ -5,13 +5,24 @@
 //! command, never from a clock, so replaying the same commands always yields
 //! the same seat map.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::best_available;
 use crate::ids::{BookingId, BuyerId, EventId, SeatId, SectionCode};
 use crate::venue::EventSpec;
+
+/// How long a refused request is remembered, in command time: a retry with
+/// the same idempotency key within it gets the same refusal; afterwards the
+/// refusal is forgotten, so a flood of refused attempts cannot grow the
+/// state without bound (docs/seat-state-protocol.md, "Bounded state").
+pub const REFUSAL_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// How long after its start (or its sale's scheduled close, if later) an
+/// event is retired: its seats and bookings leave the seat-processor's state
+/// and every later command for it is refused. PostgreSQL keeps the record.
+pub const RETIRE_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Who has a seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,9 +292,27 @@ pub enum Outcome {
 /// One piece of state that changed, for the RocksDB store and the changelog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateChange {
-    Event { spec: EventSpec, sale: SaleState },
-    Seat { index: u32, status: SeatStatus },
+    /// The event itself; `retired` once its seats and bookings were dropped.
+    Event {
+        spec: EventSpec,
+        sale: SaleState,
+        retired: bool,
+    },
+    Seat {
+        index: u32,
+        status: SeatStatus,
+    },
     Booking(Booking),
+    /// A piece of state that no longer exists (an expired refusal, the
+    /// seats and bookings of a retired event).
+    Forgotten(StateKey),
+}
+
+/// What a [`StateChange::Forgotten`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateKey {
+    Seat(u32),
+    Booking(BookingId),
 }
 
 /// The result of applying one command.
@@ -306,6 +335,11 @@ pub struct SeatMap {
     bookings: HashMap<BookingId, Booking>,
     /// Seats each buyer holds or owns; derived from `bookings`.
     seats_per_buyer: HashMap<BuyerId, usize>,
+    /// Refused bookings by the command time they are forgotten at; derived
+    /// from `bookings`.
+    refusals: BTreeSet<(i64, BookingId)>,
+    /// Retired: no seats, no bookings, every command refused.
+    retired: bool,
 }
 
 impl SeatMap {
@@ -350,6 +384,7 @@ impl SeatMap {
         for b in bookings.values().filter(|b| b.status.is_active()) {
             *seats_per_buyer.entry(b.buyer).or_insert(0) += b.seats.len();
         }
+        let refusals = bookings.values().filter_map(forget_at).collect();
         Self {
             event_id,
             spec,
@@ -358,7 +393,65 @@ impl SeatMap {
             row_offsets,
             bookings,
             seats_per_buyer,
+            refusals,
+            retired: false,
         }
+    }
+
+    /// A retired event: it keeps its spec and refuses every command.
+    pub fn retired(event_id: EventId, spec: EventSpec, sale: SaleState) -> Self {
+        let mut map = Self::from_parts(event_id, spec, sale, vec![], []);
+        map.retired = true;
+        map
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired
+    }
+
+    /// Whether a command at `at_ms` finds this event due for retirement.
+    pub fn retire_due(&self, at_ms: i64) -> bool {
+        let end = self.spec.starts_at_ms.max(self.spec.sale_closes_at_ms);
+        !self.retired && at_ms > end.saturating_add(RETIRE_AFTER_MS)
+    }
+
+    /// Retires the event: every taken seat and every booking is forgotten.
+    pub fn retire(&mut self) -> Vec<StateChange> {
+        let mut changes: Vec<StateChange> = self
+            .seats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != SeatStatus::Free)
+            .map(|(i, _)| {
+                StateChange::Forgotten(StateKey::Seat(u32::try_from(i).expect("capacity fits u32")))
+            })
+            .collect();
+        let mut ids: Vec<BookingId> = self.bookings.keys().copied().collect();
+        ids.sort_unstable();
+        changes.extend(
+            ids.into_iter()
+                .map(|b| StateChange::Forgotten(StateKey::Booking(b))),
+        );
+        *self = Self::retired(self.event_id, self.spec.clone(), self.sale);
+        changes.push(StateChange::Event {
+            spec: self.spec.clone(),
+            sale: self.sale,
+            retired: true,
+        });
+        changes
+    }
+
+    /// Forgets the refusals due by `at_ms`.
+    fn forget_refusals(&mut self, at_ms: i64) -> Vec<StateChange> {
+        let mut changes = Vec::new();
+        while let Some(&(due, id)) = self.refusals.first()
+            && due < at_ms
+        {
+            self.refusals.pop_first();
+            self.bookings.remove(&id);
+            changes.push(StateChange::Forgotten(StateKey::Booking(id)));
+        }
+        changes
     }
 
     pub fn event_id(&self) -> EventId {
@@ -455,6 +548,7 @@ impl SeatMap {
                     changes: vec![StateChange::Event {
                         spec: spec.clone(),
                         sale: created.sale,
+                        retired: false,
                     }],
                     outcomes: vec![Outcome::EventCreated {
                         spec: spec.clone(),
@@ -483,6 +577,46 @@ impl SeatMap {
 
     /// Applies one command to this event.
     pub fn apply(&mut self, command: &Command) -> Transition {
+        if self.retired {
+            return Self::refused_when_retired(&command.kind);
+        }
+        let forgotten = self.forget_refusals(command.at_ms);
+        let mut t = self.decide(command);
+        if !forgotten.is_empty() {
+            t.changes.splice(0..0, forgotten);
+        }
+        t
+    }
+
+    /// A retired event refuses everything and remembers nothing.
+    fn refused_when_retired(kind: &CommandKind) -> Transition {
+        let outcome = match kind {
+            CommandKind::CreateEvent { .. } => Outcome::EventRejected {
+                reason: RejectReason::EventExists,
+            },
+            CommandKind::SetSale { .. } => Outcome::EventRejected {
+                reason: RejectReason::SaleNotOpen,
+            },
+            CommandKind::RequestBooking { booking_id, .. } => Outcome::Booking {
+                booking_id: *booking_id,
+                booking: None,
+                rejection: Some(RejectReason::SaleNotOpen),
+            },
+            CommandKind::ConfirmBooking { booking_id, .. }
+            | CommandKind::CancelBooking { booking_id, .. } => Outcome::Booking {
+                booking_id: *booking_id,
+                booking: None,
+                rejection: Some(RejectReason::UnknownBooking),
+            },
+            CommandKind::ExpireHold { .. } => return Transition::default(),
+        };
+        Transition {
+            changes: vec![],
+            outcomes: vec![outcome],
+        }
+    }
+
+    fn decide(&mut self, command: &Command) -> Transition {
         let at = command.at_ms;
         match &command.kind {
             CommandKind::CreateEvent { spec } => {
@@ -511,6 +645,7 @@ impl SeatMap {
                     changes: vec![StateChange::Event {
                         spec: self.spec.clone(),
                         sale: self.sale,
+                        retired: false,
                     }],
                     outcomes: vec![Outcome::SaleChanged { sale: self.sale }],
                 }
@@ -605,6 +740,7 @@ impl SeatMap {
                     updated_at_ms: at,
                 };
                 self.bookings.insert(booking_id, booking.clone());
+                self.refusals.extend(forget_at(&booking));
                 Transition {
                     changes: vec![StateChange::Booking(booking.clone())],
                     outcomes: vec![Outcome::Booking {
@@ -836,6 +972,12 @@ impl SeatMap {
             })
             .collect()
     }
+}
+
+/// When a refused booking is forgotten, with its id; `None` for the rest.
+fn forget_at(b: &Booking) -> Option<(i64, BookingId)> {
+    matches!(b.status, BookingStatus::Rejected(_))
+        .then(|| (b.updated_at_ms.saturating_add(REFUSAL_TTL_MS), b.id))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use boxoffice_domain::{
     Booking, BookingId, BookingStatus, BuyerId, Command, CommandKind, EventId, EventSpec, Outcome,
     PriceCategory, RejectReason, Row, SaleState, SeatId, SeatStatus, Section, Selection,
-    VenueLayout,
+    StateChange, VenueLayout,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -123,9 +123,10 @@ pub mod schemas {
     )];
     pub const RELEASED_BOOKING_EVENT: &[&str] =
         &[include_str!("../../schemas/released/v1/booking_event.avsc")];
-    pub const RELEASED_SEAT_CHANGELOG: &[&str] = &[include_str!(
-        "../../schemas/released/v1/seat_changelog.avsc"
-    )];
+    pub const RELEASED_SEAT_CHANGELOG: &[&str] = &[
+        include_str!("../../schemas/released/v1/seat_changelog.avsc"),
+        include_str!("../../schemas/released/v2/seat_changelog.avsc"),
+    ];
 }
 
 fn command_codec() -> &'static Codec {
@@ -172,6 +173,8 @@ pub enum StateRecord {
         event_id: EventId,
         spec: EventSpec,
         sale: SaleState,
+        /// Retired: its seats and bookings are gone, every command refused.
+        retired: bool,
     },
     Seat {
         event_id: EventId,
@@ -188,6 +191,37 @@ pub enum StateRecord {
     Claim {
         writer: String,
     },
+    /// The key no longer exists (an expired refusal, a retired event's seats
+    /// and bookings); forgotten by the command at `at_ms`.
+    Forgotten {
+        at_ms: i64,
+    },
+}
+
+impl StateRecord {
+    /// The record a change of `event_id`'s state is stored as; `at_ms` is
+    /// the time of the command that made it.
+    pub fn of_change(event_id: EventId, at_ms: i64, change: StateChange) -> Self {
+        match change {
+            StateChange::Event {
+                spec,
+                sale,
+                retired,
+            } => Self::Event {
+                event_id,
+                spec,
+                sale,
+                retired,
+            },
+            StateChange::Seat { index, status } => Self::Seat {
+                event_id,
+                index,
+                status,
+            },
+            StateChange::Booking(b) => Self::Booking(b),
+            StateChange::Forgotten(_) => Self::Forgotten { at_ms },
+        }
+    }
 }
 
 /// A [`StateRecord`] as written on the changelog: in the namespace of the
@@ -440,6 +474,7 @@ enum WireStateBody {
     BookingState(WireBookingState),
     AppliedOffset(WireAppliedOffset),
     OwnerClaim(WireOwnerClaim),
+    Forgotten(WireForgotten),
 }
 
 /// `previous`: null or one of the state bodies (an Avro union cannot nest
@@ -462,6 +497,13 @@ struct WireEventState {
     event_id: String,
     spec: WireSpec,
     sale: SaleState,
+    #[serde(default)]
+    retired: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireForgotten {
+    at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -827,10 +869,12 @@ impl From<&StateRecord> for WireStateBody {
                 event_id,
                 spec,
                 sale,
+                retired,
             } => WireStateBody::EventState(WireEventState {
                 event_id: event_id.to_string(),
                 spec: spec.into(),
                 sale: *sale,
+                retired: *retired,
             }),
             StateRecord::Seat {
                 event_id,
@@ -858,6 +902,9 @@ impl From<&StateRecord> for WireStateBody {
             StateRecord::Claim { writer } => WireStateBody::OwnerClaim(WireOwnerClaim {
                 writer: writer.clone(),
             }),
+            StateRecord::Forgotten { at_ms } => {
+                WireStateBody::Forgotten(WireForgotten { at_ms: *at_ms })
+            }
         }
     }
 }
@@ -869,6 +916,8 @@ impl From<&ChangelogRecord> for WireState {
             Some(WireStateBody::EventState(e)) => WirePrevious::EventState(e),
             Some(WireStateBody::SeatState(s)) => WirePrevious::SeatState(s),
             Some(WireStateBody::BookingState(b)) => WirePrevious::BookingState(b),
+            // A key that did not exist before (forgotten is the same as absent).
+            Some(WireStateBody::Forgotten(_)) => WirePrevious::None,
             Some(WireStateBody::AppliedOffset(_) | WireStateBody::OwnerClaim(_)) => {
                 unreachable!("markers and claims replace nothing")
             }
@@ -908,6 +957,7 @@ impl TryFrom<WireStateBody> for StateRecord {
                 event_id: parse("event_id", &e.event_id)?,
                 spec: e.spec.try_into()?,
                 sale: e.sale,
+                retired: e.retired,
             },
             WireStateBody::SeatState(s) => {
                 let booking = || -> Result<BookingId, DecodeError> {
@@ -928,6 +978,7 @@ impl TryFrom<WireStateBody> for StateRecord {
                 offset: a.applied_offset,
             },
             WireStateBody::OwnerClaim(c) => StateRecord::Claim { writer: c.writer },
+            WireStateBody::Forgotten(f) => StateRecord::Forgotten { at_ms: f.at_ms },
         })
     }
 }

@@ -167,7 +167,9 @@ pub async fn create(
     let booking_id = BookingId::for_idempotency_key(buyer.0, &key);
     let fingerprint = fingerprint(*id, &selection);
     // A replay is usually answered from the cache; one the cache lacks goes
-    // to the seat-processor, which knows every booking id it ever applied.
+    // to the seat-processor, which knows every live booking and remembers a
+    // refusal for `REFUSAL_TTL_MS` of command time (afterwards the key is a
+    // new request).
     if let Some(existing) = cached_booking(&state, booking_id.0).await? {
         if existing.fingerprint != fingerprint {
             return Err(ApiError::unprocessable(

@@ -365,6 +365,115 @@ fn commands_for_an_unknown_event_are_refused_and_create_is_idempotent() {
 }
 
 #[test]
+fn a_refusal_answers_retries_for_its_ttl_and_is_then_forgotten() {
+    let mut m = map();
+    m.apply(&cmd(0, CommandKind::SetSale { open: true }));
+    let taken = || request(2, 2, Selection::Seats(vec![seat("A-1-1")]));
+    single(&m.apply(&cmd(
+        1,
+        request(1, 1, Selection::Seats(vec![seat("A-1-1")])),
+    )));
+    let (refused, reason) = single(&m.apply(&cmd(10, taken())));
+    assert_eq!(reason, Some(RejectReason::SeatsTaken));
+    let refused = refused.expect("a refusal is kept");
+
+    // The seat comes free, but a retry inside the TTL gets the same answer.
+    m.apply(&cmd(
+        20,
+        CommandKind::CancelBooking {
+            booking_id: booking(1),
+            buyer: buyer(1),
+        },
+    ));
+    let retry = m.apply(&cmd(10 + REFUSAL_TTL_MS, taken()));
+    assert_eq!(
+        single(&retry),
+        (Some(refused), Some(RejectReason::SeatsTaken))
+    );
+    assert!(retry.changes.is_empty(), "a retry changes nothing");
+
+    // Any later command of the event forgets it, in the state changes too.
+    let later = m.apply(&cmd(
+        11 + REFUSAL_TTL_MS,
+        CommandKind::ExpireHold {
+            booking_id: booking(9),
+        },
+    ));
+    assert_eq!(
+        later.changes,
+        vec![StateChange::Forgotten(StateKey::Booking(booking(2)))]
+    );
+    assert_eq!(m.booking(booking(2)), None);
+    // The same key is now a new request, decided afresh.
+    let (b, reason) = single(&m.apply(&cmd(12 + REFUSAL_TTL_MS, taken())));
+    assert_eq!(
+        (b.map(|b| b.status), reason),
+        (Some(BookingStatus::Held), None)
+    );
+}
+
+#[test]
+fn an_event_over_long_enough_is_retired_and_refuses_everything() {
+    let mut m = map();
+    m.apply(&cmd(0, CommandKind::SetSale { open: true }));
+    single(&m.apply(&cmd(
+        1,
+        request(1, 1, Selection::Seats(vec![seat("A-1-1")])),
+    )));
+    single(&m.apply(&cmd(
+        2,
+        request(2, 1, Selection::Seats(vec![seat("Z-1-1")])),
+    )));
+    let end = spec().starts_at_ms.max(spec().sale_closes_at_ms) + RETIRE_AFTER_MS;
+    assert!(!m.retire_due(end));
+    assert!(m.retire_due(end + 1));
+    let changes = m.retire();
+    assert!(changes.contains(&StateChange::Forgotten(StateKey::Seat(0))));
+    assert!(changes.contains(&StateChange::Forgotten(StateKey::Booking(booking(1)))));
+    assert!(changes.contains(&StateChange::Forgotten(StateKey::Booking(booking(2)))));
+    assert_eq!(
+        changes.last(),
+        Some(&StateChange::Event {
+            spec: spec(),
+            sale: SaleState::Open,
+            retired: true
+        })
+    );
+    assert!(m.is_retired() && !m.retire_due(end + 2));
+    assert_eq!((m.bookings().count(), m.seats().count()), (0, 0));
+
+    let t = m.apply(&cmd(
+        end + 2,
+        request(3, 1, Selection::Seats(vec![seat("A-1-2")])),
+    ));
+    assert_eq!(single(&t), (None, Some(RejectReason::SaleNotOpen)));
+    assert!(t.changes.is_empty(), "a retired event remembers no refusal");
+    let t = m.apply(&cmd(end + 3, CommandKind::SetSale { open: true }));
+    assert_eq!(
+        t.outcomes,
+        vec![Outcome::EventRejected {
+            reason: RejectReason::SaleNotOpen
+        }]
+    );
+    let t = m.apply(&cmd(end + 4, CommandKind::CreateEvent { spec: spec() }));
+    assert_eq!(
+        t.outcomes,
+        vec![Outcome::EventRejected {
+            reason: RejectReason::EventExists
+        }]
+    );
+    let t = m.apply(&cmd(
+        end + 5,
+        CommandKind::ConfirmBooking {
+            booking_id: booking(1),
+            buyer: buyer(1),
+            payment_reference: "p".into(),
+        },
+    ));
+    assert_eq!(single(&t), (None, Some(RejectReason::UnknownBooking)));
+}
+
+#[test]
 fn seat_indices_round_trip() {
     let m = map();
     for (i, (s, status)) in m.seats().enumerate() {
@@ -401,7 +510,8 @@ fn arb_kind() -> impl Strategy<Value = CommandKind> {
 }
 
 fn arb_commands() -> impl Strategy<Value = Vec<Command>> {
-    prop::collection::vec((0i64..HOLD_MS / 2, arb_kind()), 1..60).prop_map(|steps| {
+    // Steps up to a hold; thirty of them reach past REFUSAL_TTL_MS.
+    prop::collection::vec((0i64..REFUSAL_TTL_MS / 10, arb_kind()), 1..60).prop_map(|steps| {
         let mut at = 0;
         steps
             .into_iter()
@@ -460,12 +570,18 @@ fn rebuild(changes: &[StateChange]) -> SeatMap {
     let mut bookings = HashMap::new();
     for c in changes {
         match c {
-            StateChange::Event { spec, sale } => meta = (spec.clone(), *sale),
+            StateChange::Event { spec, sale, .. } => meta = (spec.clone(), *sale),
             StateChange::Seat { index, status } => {
                 seats.insert(*index, *status);
             }
             StateChange::Booking(b) => {
                 bookings.insert(b.id, b.clone());
+            }
+            StateChange::Forgotten(StateKey::Seat(index)) => {
+                seats.remove(index);
+            }
+            StateChange::Forgotten(StateKey::Booking(id)) => {
+                bookings.remove(id);
             }
         }
     }
@@ -497,7 +613,11 @@ proptest! {
             if refused {
                 prop_assert_eq!(m.seats().collect::<Vec<_>>(), before.seats().collect::<Vec<_>>());
                 for b in before.bookings() {
-                    prop_assert_eq!(m.booking(b.id), Some(b), "an existing booking changed");
+                    let expired_refusal = matches!(b.status, BookingStatus::Rejected(_))
+                        && b.updated_at_ms + REFUSAL_TTL_MS < c.at_ms;
+                    if !expired_refusal {
+                        prop_assert_eq!(m.booking(b.id), Some(b), "an existing booking changed");
+                    }
                 }
             }
         }
@@ -521,9 +641,22 @@ proptest! {
     }
 
     #[test]
+    fn refusals_are_remembered_for_their_ttl_and_then_forgotten(commands in arb_commands()) {
+        let mut m = map();
+        for c in &commands {
+            m.apply(c);
+            for b in m.bookings() {
+                if matches!(b.status, BookingStatus::Rejected(_)) {
+                    prop_assert!(b.updated_at_ms + REFUSAL_TTL_MS >= c.at_ms, "an expired refusal is still kept");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn state_changes_rebuild_the_same_seat_map(commands in arb_commands()) {
         let mut live = map();
-        let mut log = vec![StateChange::Event { spec: spec(), sale: SaleState::Scheduled }];
+        let mut log = vec![StateChange::Event { spec: spec(), sale: SaleState::Scheduled, retired: false }];
         for c in &commands {
             log.extend(live.apply(c).changes);
         }

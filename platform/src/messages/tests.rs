@@ -77,6 +77,8 @@ fn every_outcome_and_state_record_round_trips() {
         outcomes.extend(t.outcomes);
         changes.extend(t.changes);
     }
+    // Retiring yields the retired event record and forgotten keys.
+    changes.extend(map.as_mut().expect("the event was created").retire());
     outcomes.push(Outcome::EventRejected {
         reason: RejectReason::EventExists,
     });
@@ -93,21 +95,10 @@ fn every_outcome_and_state_record_round_trips() {
     }
     let mut records: Vec<StateRecord> = changes
         .into_iter()
-        .map(|c| match c {
-            boxoffice_domain::StateChange::Event { spec, sale } => StateRecord::Event {
-                event_id: event(),
-                spec,
-                sale,
-            },
-            boxoffice_domain::StateChange::Seat { index, status } => StateRecord::Seat {
-                event_id: event(),
-                index,
-                status,
-            },
-            boxoffice_domain::StateChange::Booking(b) => StateRecord::Booking(b),
-        })
+        .map(|c| StateRecord::of_change(event(), 5, c))
         .collect();
     records.push(StateRecord::Applied { offset: 77 });
+    records.push(StateRecord::Forgotten { at_ms: 12 });
     assert!(records.len() > 5);
     for r in records {
         assert_eq!(decode_state(&encode_state(&r)).unwrap(), r);
@@ -221,12 +212,18 @@ fn changelog_records_round_trip_with_epoch_batch_and_previous() {
                 event_id: event(),
                 spec: spec(),
                 sale: SaleState::Closed,
+                retired: true,
             },
             Some(StateRecord::Event {
                 event_id: event(),
                 spec: spec(),
                 sale: SaleState::Open,
+                retired: false,
             }),
+        ),
+        (
+            StateRecord::Forgotten { at_ms: 7 },
+            Some(seat(SeatStatus::Free)),
         ),
     ];
     for (i, (body, previous)) in records.into_iter().enumerate() {

@@ -19,19 +19,20 @@ pub enum Landed {
     Gap(String),
 }
 
-/// Appends `records` together; they must land at `next`, `next + 1`, ...
+/// Appends `records` (`None`: a tombstone) together; they must land at
+/// `next`, `next + 1`, ...
 pub async fn run(
     producer: &FutureProducer,
     topic: &str,
     partition: i32,
     next: i64,
-    records: &[(String, ChangelogRecord)],
+    records: &[(String, Option<ChangelogRecord>)],
     what: &str,
 ) -> anyhow::Result<Landed> {
     let mut landed = futures::future::try_join_all(
         records
             .iter()
-            .map(|(k, r)| one(producer, topic, partition, k, Some(r))),
+            .map(|(k, r)| one(producer, topic, partition, k, r.as_ref())),
     )
     .await
     .map_err(|e| e.context(format!("writing the {what}")))?;

@@ -11,6 +11,9 @@
 //! - a namespace counts once it has a marker (`n<epoch>/applied`), written
 //!   only after every record before it was acknowledged; a record of a batch
 //!   whose marker is missing stands for the value it replaced (`previous`);
+//! - a key that stops existing gets a `Forgotten` value (it carries `batch`
+//!   and `previous` like any record, so a torn batch restores the key); only
+//!   once that batch's marker is out may a later batch tombstone it;
 //! - a restore takes the newest namespace with a marker, older than its own
 //!   epoch: whatever subset compaction has kept (the latest record per key),
 //!   the result is the state after exactly `applied` commands.
@@ -29,6 +32,11 @@ const MARKER: &str = "applied";
 /// The key of `record` in `epoch`'s namespace.
 pub fn key(epoch: i64, record: &StateRecord) -> String {
     namespaced(epoch, &record_key(record))
+}
+
+/// The key in `epoch`'s namespace of the state kept locally under `local`.
+pub fn key_of(epoch: i64, local: &str) -> String {
+    namespaced(epoch, local)
 }
 
 /// `epoch`'s marker for commands up to `applied` (-1: none), with its key.
@@ -167,7 +175,8 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
         } else {
             Some(&record.body)
         };
-        if let Some(v) = value {
+        // A forgotten key is one that does not exist.
+        if let Some(v) = value.filter(|v| !matches!(v, StateRecord::Forgotten { .. })) {
             found.state.insert(rest.clone(), v.clone());
         }
     }

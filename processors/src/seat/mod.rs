@@ -192,6 +192,9 @@ pub(crate) struct Partition {
     /// The offset of the next command to apply.
     next_command: i64,
     events: HashMap<EventId, SeatMap>,
+    /// Keys the last committed batch forgot: absent as of its marker, so
+    /// the next batch may tombstone them for compaction.
+    forgotten: Vec<String>,
 }
 
 /// Runs the seat-processor until `shutdown` is cancelled.
@@ -600,6 +603,21 @@ fn apply_message(
     trace::continue_from(&span, &trace::carrier_from_headers(m.headers()));
     let carrier = trace::carrier_of(&span);
     writes.spans.push(span);
+    let at_ms = envelope.command.at_ms;
+    // Events over for long enough leave the state, decided by command time
+    // like everything else, so every replay retires them at the same command.
+    for map in partition
+        .events
+        .values_mut()
+        .filter(|m| m.retire_due(at_ms))
+    {
+        tracing::info!(event = %map.event_id(), partition = m.partition(), offset = m.offset(), "retiring an event that is over");
+        let retired = map.event_id();
+        for change in map.retire() {
+            let (key, record) = change_record(retired, at_ms, change);
+            writes.changes.insert(key, record);
+        }
+    }
     let mut slot = partition.events.remove(&event_id);
     let transition = SeatMap::apply_to(&mut slot, event_id, &envelope.command);
     if let Some(map) = slot {
@@ -613,20 +631,8 @@ fn apply_message(
     };
     metrics.commands.with_label_values(&[kind, result]).inc();
     for change in transition.changes {
-        let record = match change {
-            StateChange::Event { spec, sale } => StateRecord::Event {
-                event_id,
-                spec,
-                sale,
-            },
-            StateChange::Seat { index, status } => StateRecord::Seat {
-                event_id,
-                index,
-                status,
-            },
-            StateChange::Booking(b) => StateRecord::Booking(b),
-        };
-        writes.changes.insert(record_key(&record), record);
+        let (key, record) = change_record(event_id, at_ms, change);
+        writes.changes.insert(key, record);
     }
     for outcome in transition.outcomes {
         writes.outcomes.push((
@@ -641,6 +647,16 @@ fn apply_message(
             carrier.clone(),
         ));
     }
+}
+
+/// The local key and record of a state change.
+fn change_record(event_id: EventId, at_ms: i64, change: StateChange) -> (String, StateRecord) {
+    let forgotten = match &change {
+        StateChange::Forgotten(k) => Some(store::state_key(event_id, *k)),
+        _ => None,
+    };
+    let record = StateRecord::of_change(event_id, at_ms, change);
+    (forgotten.unwrap_or_else(|| record_key(&record)), record)
 }
 
 fn is_rejection(o: &boxoffice_domain::Outcome) -> bool {
@@ -685,24 +701,32 @@ async fn commit_batch(
     let started = Instant::now();
     // The changelog records, each with the value it replaces: the value the
     // local copy holds, which is the state as of the previous marker.
-    let mut records: BTreeMap<i32, Vec<(String, ChangelogRecord)>> = BTreeMap::new();
+    let mut records: BTreeMap<i32, Vec<(String, Option<ChangelogRecord>)>> = BTreeMap::new();
     for (p, w) in &pending {
         let epoch = owned[p].epoch;
         let previous = store.get_many(*p, w.changes.keys())?;
-        let list = w
-            .changes
-            .values()
-            .zip(previous)
-            .map(|(body, previous)| {
-                let record = ChangelogRecord {
-                    epoch,
-                    batch: w.last_offset,
-                    body: body.clone(),
-                    previous,
-                };
-                (changelog::key(epoch, body), record)
-            })
+        // What the previous batch forgot is absent as of its marker: a
+        // tombstone changes nothing a restore sees, torn batch or not.
+        let mut list: Vec<(String, Option<ChangelogRecord>)> = owned[p]
+            .forgotten
+            .iter()
+            .filter(|k| !w.changes.contains_key(*k))
+            .map(|k| (changelog::key_of(epoch, k), None))
             .collect();
+        list.extend(
+            w.changes
+                .iter()
+                .zip(previous)
+                .map(|((key, body), previous)| {
+                    let record = ChangelogRecord {
+                        epoch,
+                        batch: w.last_offset,
+                        body: body.clone(),
+                        previous,
+                    };
+                    (changelog::key_of(epoch, key), Some(record))
+                }),
+        );
         records.insert(*p, list);
     }
     let outcome_payloads: Vec<(i32, String, Vec<u8>, &trace::Carrier)> = pending
@@ -762,11 +786,10 @@ async fn commit_batch(
     let mut marker_runs = Vec::new();
     for (p, landed) in changelog_runs {
         match landed? {
-            Landed::Next(next) => marker_runs.push((
-                p,
-                next,
-                changelog::marker(owned[&p].epoch, pending[&p].last_offset),
-            )),
+            Landed::Next(next) => {
+                let (key, marker) = changelog::marker(owned[&p].epoch, pending[&p].last_offset);
+                marker_runs.push((p, next, (key, Some(marker))));
+            }
             Landed::Gap(why) => fenced.push((p, why)),
         }
     }
@@ -798,6 +821,12 @@ async fn commit_batch(
     for (p, next) in marked {
         let partition = owned.get_mut(&p).expect("pending partitions are owned");
         partition.next_changelog = next;
+        partition.forgotten = pending[&p]
+            .changes
+            .iter()
+            .filter(|(_, r)| matches!(r, StateRecord::Forgotten { .. }))
+            .map(|(k, _)| k.clone())
+            .collect();
         store.write(
             p,
             &pending[&p].changes,

@@ -111,7 +111,7 @@ async fn try_restore(
 
     // The snapshot: live state only (a free seat is the default).
     let batch = found.applied.unwrap_or(-1);
-    let snapshot: Vec<(String, ChangelogRecord)> = found
+    let snapshot: Vec<(String, Option<ChangelogRecord>)> = found
         .state
         .values()
         .filter(|r| {
@@ -130,7 +130,7 @@ async fn try_restore(
                 body: body.clone(),
                 previous: None,
             };
-            (changelog::key(epoch, body), record)
+            (changelog::key(epoch, body), Some(record))
         })
         .collect();
     let mut next = append_run(
@@ -147,7 +147,10 @@ async fn try_restore(
         topics,
         partition,
         next,
-        &[changelog::marker(epoch, batch)],
+        &[{
+            let (key, marker) = changelog::marker(epoch, batch);
+            (key, Some(marker))
+        }],
         "marker",
     )
     .await?;
@@ -191,6 +194,7 @@ async fn try_restore(
         next_changelog: next,
         next_command,
         events,
+        forgotten: vec![],
     })
 }
 
@@ -201,7 +205,7 @@ async fn append_run(
     topics: &Topics,
     partition: i32,
     next: i64,
-    records: &[(String, ChangelogRecord)],
+    records: &[(String, Option<ChangelogRecord>)],
     what: &str,
 ) -> Result<i64, RestoreError> {
     match append::run(producer, &topics.changelog, partition, next, records, what).await? {

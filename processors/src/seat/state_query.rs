@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use boxoffice_domain::{EventId, SeatStatus};
+use boxoffice_domain::{BookingStatus, EventId, SeatStatus};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -41,11 +41,18 @@ async fn event_state(store: web::Data<Store>, id: web::Path<Uuid>) -> HttpRespon
                     }
                 })
                 .collect();
+            let refusals = map
+                .bookings()
+                .filter(|b| matches!(b.status, BookingStatus::Rejected(_)))
+                .count();
             out.push(json!({
                 "partition": partition,
                 "applied": positions.applied,
                 "epoch": positions.epoch,
                 "seats": seats,
+                "bookings": map.bookings().count(),
+                "refusals": refusals,
+                "retired": map.is_retired(),
             }));
         }
         Ok(out)

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
-use boxoffice_domain::{Booking, EventId, EventSpec, SaleState, SeatMap, SeatStatus};
+use boxoffice_domain::{Booking, EventId, EventSpec, SaleState, SeatMap, SeatStatus, StateKey};
 use boxoffice_platform::messages::{StateRecord, decode_state, encode_state};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
@@ -45,7 +45,11 @@ fn put_all(
 ) {
     let p = prefix(partition);
     for (key, record) in records {
-        batch.put(format!("{p}{key}"), encode_state(record));
+        match record {
+            // Forgotten means absent.
+            StateRecord::Forgotten { .. } => batch.delete(format!("{p}{key}")),
+            _ => batch.put(format!("{p}{key}"), encode_state(record)),
+        }
     }
     for (name, value) in [("#applied", positions.applied), ("#epoch", positions.epoch)] {
         if let Some(v) = value {
@@ -61,10 +65,21 @@ pub fn record_key(record: &StateRecord) -> String {
         StateRecord::Event { event_id, .. } => format!("e/{event_id}"),
         StateRecord::Seat {
             event_id, index, ..
-        } => format!("s/{event_id}/{index:08}"),
-        StateRecord::Booking(b) => format!("b/{}", b.id),
+        } => state_key(*event_id, StateKey::Seat(*index)),
+        StateRecord::Booking(b) => state_key(b.event_id, StateKey::Booking(b.id)),
         StateRecord::Applied { .. } => "applied".to_owned(),
         StateRecord::Claim { .. } => "claim".to_owned(),
+        StateRecord::Forgotten { .. } => {
+            unreachable!("a forgotten record's key comes from what it forgets")
+        }
+    }
+}
+
+/// The key of the seat or booking a [`StateKey`] names.
+pub fn state_key(event_id: EventId, key: StateKey) -> String {
+    match key {
+        StateKey::Seat(index) => format!("s/{event_id}/{index:08}"),
+        StateKey::Booking(b) => format!("b/{b}"),
     }
 }
 
@@ -143,7 +158,7 @@ impl Store {
     /// Loads every seat map of a partition.
     pub fn load(&self, partition: i32) -> anyhow::Result<HashMap<EventId, SeatMap>> {
         let p = prefix(partition);
-        let mut events: HashMap<EventId, (EventSpec, SaleState)> = HashMap::new();
+        let mut events: HashMap<EventId, (EventSpec, SaleState, bool)> = HashMap::new();
         let mut seats: HashMap<EventId, Vec<(u32, SeatStatus)>> = HashMap::new();
         let mut bookings: HashMap<EventId, Vec<Booking>> = HashMap::new();
         for item in self
@@ -164,8 +179,9 @@ impl Store {
                     event_id,
                     spec,
                     sale,
+                    retired,
                 } => {
-                    events.insert(event_id, (spec, sale));
+                    events.insert(event_id, (spec, sale, retired));
                 }
                 StateRecord::Seat {
                     event_id,
@@ -173,12 +189,17 @@ impl Store {
                     status,
                 } => seats.entry(event_id).or_default().push((index, status)),
                 StateRecord::Booking(b) => bookings.entry(b.event_id).or_default().push(b),
-                StateRecord::Applied { .. } | StateRecord::Claim { .. } => {}
+                StateRecord::Applied { .. }
+                | StateRecord::Claim { .. }
+                | StateRecord::Forgotten { .. } => {}
             }
         }
         Ok(events
             .into_iter()
-            .map(|(id, (spec, sale))| {
+            .map(|(id, (spec, sale, retired))| {
+                if retired {
+                    return (id, SeatMap::retired(id, spec, sale));
+                }
                 let mut all = vec![SeatStatus::Free; spec.venue.capacity()];
                 for (index, status) in seats.remove(&id).unwrap_or_default() {
                     if let Some(slot) = all.get_mut(index as usize) {

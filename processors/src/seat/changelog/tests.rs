@@ -81,6 +81,19 @@ struct Writer {
     applied: Option<i64>,
     restored: bool,
     dead: bool,
+    /// Keys its last batch forgot: the next batch tombstones them.
+    forgotten: Vec<String>,
+}
+
+/// How a batch writes seat `i` now held by `holder`: a free seat is written
+/// as forgotten on odd commands (the way expired refusals and retired events
+/// leave the state), as a free seat otherwise.
+fn written(i: u32, holder: u128, batch: i64) -> StateRecord {
+    if holder == 0 && batch % 2 == 1 {
+        StateRecord::Forgotten { at_ms: batch }
+    } else {
+        seat(i, holder)
+    }
 }
 
 impl Writer {
@@ -93,6 +106,7 @@ impl Writer {
             applied: None,
             restored: false,
             dead: false,
+            forgotten: vec![],
         }
     }
 
@@ -141,10 +155,25 @@ impl Writer {
         for i in first..=last {
             touched.extend(apply(&mut self.state, i));
         }
-        for i in touched {
-            let now = seat(i, self.state[&i]);
-            let prev = seat(i, before.get(&i).copied().unwrap_or(0));
-            self.push(key(epoch, &now), record(epoch, last, now, Some(prev)));
+        // The keys the previous batch forgot are absent as of its marker:
+        // a tombstone now changes nothing, torn or not.
+        let keys: Vec<String> = touched.iter().map(|i| key(epoch, &seat(*i, 0))).collect();
+        for k in std::mem::take(&mut self.forgotten) {
+            if !keys.contains(&k) {
+                self.outbox.push(LogEntry {
+                    offset: -1,
+                    key: k,
+                    value: None,
+                });
+            }
+        }
+        for (i, k) in touched.into_iter().zip(keys) {
+            let now = written(i, self.state[&i], last);
+            let prev = before.get(&i).map(|h| seat(i, *h));
+            if matches!(now, StateRecord::Forgotten { .. }) {
+                self.forgotten.push(k.clone());
+            }
+            self.push(k, record(epoch, last, now, prev));
         }
         let (k, v) = marker(epoch, last);
         self.push(k, v);
@@ -323,6 +352,47 @@ fn a_torn_batch_restores_the_values_it_replaced() {
     let found = fold(log, i64::MAX).unwrap();
     assert_eq!(found.applied, Some(3));
     assert_eq!(state_of(&found), State::from([(1, 9)]));
+}
+
+#[test]
+fn a_forgotten_key_is_absent_unless_its_batch_was_torn() {
+    let e = 0;
+    let gone = StateRecord::Forgotten { at_ms: 1 };
+    let mut log = vec![
+        claim(0),
+        LogEntry {
+            offset: 1,
+            key: key(e, &seat(1, 9)),
+            value: Some(record(e, 2, seat(1, 9), None)),
+        },
+        LogEntry {
+            offset: 2,
+            key: marker_key(e),
+            value: Some(marker(e, 2).1),
+        },
+        // Batch 3..=4 forgets seat 1; its marker has not come yet.
+        LogEntry {
+            offset: 3,
+            key: key(e, &seat(1, 9)),
+            value: Some(record(e, 4, gone, Some(seat(1, 9)))),
+        },
+    ];
+    let torn = fold(log.clone(), i64::MAX).unwrap();
+    assert_eq!(
+        state_of(&torn),
+        State::from([(1, 9)]),
+        "torn: the value it replaced"
+    );
+    log.push(LogEntry {
+        offset: 4,
+        key: marker_key(e),
+        value: Some(marker(e, 4).1),
+    });
+    let committed = fold(log, i64::MAX).unwrap();
+    assert!(
+        committed.state.is_empty(),
+        "committed: the key is gone, {committed:?}"
+    );
 }
 
 #[test]
