@@ -13,6 +13,7 @@ pub mod cache;
 mod expiry;
 mod queries;
 pub mod store;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +61,14 @@ pub struct ReservationProcessorConfig {
     /// How often held bookings are checked for expiry (ms).
     #[arg(long, env = "BOXOFFICE_EXPIRY_SWEEP_MS", default_value_t = 1000)]
     pub expiry_sweep_ms: u64,
+    /// How long a refused booking is kept in PostgreSQL (s); afterwards it is
+    /// deleted and only counted in the event's figures.
+    #[arg(
+        long,
+        env = "BOXOFFICE_REFUSAL_RETENTION_SECS",
+        default_value_t = 86_400
+    )]
+    pub refusal_retention_secs: u64,
 }
 
 /// The reservation-processor's instruments.
@@ -68,6 +77,7 @@ pub(crate) struct ReservationMetrics {
     stage_seconds: HistogramVec,
     end_to_end_seconds: HistogramVec,
     pub(crate) expiry_commands: IntCounterVec,
+    pub(crate) refusals_swept: IntCounterVec,
     dead_letters: IntCounterVec,
     lag: ConsumerLag,
 }
@@ -102,7 +112,15 @@ impl ReservationMetrics {
         r.register(Box::new(outcomes.clone()))?;
         r.register(Box::new(stage_seconds.clone()))?;
         r.register(Box::new(end_to_end_seconds.clone()))?;
+        let refusals_swept = IntCounterVec::new(
+            Opts::new(
+                "refusals_swept_total",
+                "Refused bookings deleted from PostgreSQL after their retention (still counted per event)",
+            ),
+            &[],
+        )?;
         r.register(Box::new(expiry_commands.clone()))?;
+        r.register(Box::new(refusals_swept.clone()))?;
         let dead_letters = kafka::dead_letter_counter(metrics)?;
         Ok(Self {
             dead_letters,
@@ -110,6 +128,7 @@ impl ReservationMetrics {
             stage_seconds,
             end_to_end_seconds,
             expiry_commands,
+            refusals_swept,
             lag: ConsumerLag::new(metrics)?,
         })
     }
@@ -171,11 +190,20 @@ pub async fn run(
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
     tracing::info!(port = config.port, "reservation-processor started");
+    let sweep_stop = shutdown.child_token();
+    let sweep = tokio::spawn(sweep::run(
+        shared.clone(),
+        Duration::from_secs(config.refusal_retention_secs),
+        own_metrics.clone(),
+        sweep_stop.clone(),
+    ));
 
     shutdown::supervise("reservation-processor", &shutdown, || {
         process(&config, &instance, &shared, &own_metrics, &shutdown)
     })
     .await;
+    sweep_stop.cancel();
+    let _ = sweep.await;
     server_handle.stop(true).await;
     let _ = server_task.await;
     tracing::info!("reservation-processor stopped");

@@ -266,7 +266,8 @@ pub async fn booking_tally(
 ) -> diesel::QueryResult<BookingTally> {
     let rows: Vec<TallyRow> = sql_query(
         "SELECT status, reject_reason, count(*) AS bookings, coalesce(sum(total_cents), 0)::bigint AS cents \
-         FROM bookings WHERE event_id = $1 GROUP BY status, reject_reason",
+         FROM bookings WHERE event_id = $1 GROUP BY status, reject_reason \
+         UNION ALL SELECT 'rejected', reject_reason, bookings, 0::bigint FROM swept_refusals WHERE event_id = $1",
     )
     .bind::<diesel::sql_types::Uuid, _>(event_id)
     .load(conn)
@@ -383,4 +384,42 @@ pub async fn due_holds(
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await
+}
+
+/// Deletes up to `limit` refused bookings last changed before `before`,
+/// adding each to its event's count of swept refusals in the same
+/// statement, so the organizer's figures stay whole. Returns how many went.
+/// Several instances may sweep at once: a row is deleted, and so counted,
+/// by one of them only.
+pub async fn sweep_refusals(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> diesel::QueryResult<u64> {
+    #[derive(QueryableByName)]
+    struct Swept {
+        #[diesel(sql_type = BigInt)]
+        swept: i64,
+    }
+    let rows: Vec<Swept> = sql_query(
+        "WITH gone AS ( \
+           DELETE FROM bookings WHERE id IN ( \
+             SELECT id FROM bookings WHERE status = 'rejected' AND updated_at < $1 \
+             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+           RETURNING event_id, reject_reason), \
+         counted AS ( \
+           INSERT INTO swept_refusals (event_id, reject_reason, bookings) \
+           SELECT event_id, reject_reason, count(*) FROM gone GROUP BY event_id, reject_reason \
+           ON CONFLICT (event_id, reject_reason) \
+           DO UPDATE SET bookings = swept_refusals.bookings + EXCLUDED.bookings) \
+         SELECT count(*) AS swept FROM gone",
+    )
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| u64::try_from(r.swept).unwrap_or(0))
+        .sum())
 }

@@ -1,0 +1,2 @@
+DROP INDEX bookings_refused_by_age;
+DROP TABLE swept_refusals;
