@@ -43,10 +43,17 @@ pub struct LoadgenArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
-    /// Buyers arriving per second (spread evenly); unset: all at once, as
-    /// fast as `--concurrency` allows.
+    /// Open loop: buyers arriving per second, on a fixed schedule whatever
+    /// the system answers; latency counts from each scheduled arrival, so a
+    /// slow answer is never hidden by the client waiting (no coordinated
+    /// omission). Unset: closed loop, all at once, as fast as
+    /// `--concurrency` allows.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// With `--rate`: arrivals ramp linearly from 0 to the rate over this many
+    /// seconds, then hold.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp_secs: f64,
     /// Share of requests naming explicit seats (the rest ask for best-available).
     #[arg(long, default_value_t = 0.5)]
     pub explicit_share: f64,
@@ -168,11 +175,66 @@ struct Summary {
     seat_map_mismatches: usize,
     elapsed_s: f64,
     requests_per_s: f64,
+    /// Requests decided (held or refused by the seat-processor, answered at
+    /// once or after a 202) per second of the run.
+    decisions_per_s: f64,
+    /// Open loop: the arrival rate asked for, and the ramp.
+    arrival_rate: Option<f64>,
+    ramp_s: f64,
     latency_ms_p50: f64,
     latency_ms_p90: f64,
     latency_ms_p99: f64,
+    latency_ms_p999: f64,
     latency_ms_max: f64,
     invariants_hold: bool,
+}
+
+/// When request `i` arrives after the start: `rate` per second, reached by
+/// a linear ramp over `ramp` seconds (arrivals by time t in the ramp are
+/// `rate * t^2 / (2 * ramp)`), then steady.
+pub fn arrival_offset(i: usize, rate: f64, ramp: f64) -> Duration {
+    let i = i as f64;
+    let in_ramp = rate * ramp / 2.0;
+    let secs = if ramp > 0.0 && i < in_ramp {
+        (2.0 * ramp * i / rate).sqrt()
+    } else {
+        ramp.max(0.0) + (i - in_ramp.max(0.0)) / rate
+    };
+    Duration::from_secs_f64(secs)
+}
+
+/// What the progress line reads while the spike runs.
+#[derive(Default)]
+struct Progress {
+    arrived: std::sync::atomic::AtomicUsize,
+    answered: std::sync::atomic::AtomicUsize,
+    latencies: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl Progress {
+    fn answered(&self, latency: Duration) {
+        self.answered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.latencies.lock().expect("progress lock").push(latency);
+    }
+
+    /// One line: arrival rate over the last interval, in flight, answered,
+    /// p99 so far.
+    fn line(&self, elapsed: Duration, arrived_before: usize, interval: Duration) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let arrived = self.arrived.load(Relaxed);
+        let answered = self.answered.load(Relaxed);
+        let mut sorted = self.latencies.lock().expect("progress lock").clone();
+        sorted.sort_unstable();
+        format!(
+            "[loadgen] {:6.1} s: {:6.0} arrivals/s, {} in flight, {} answered, p99 so far {:.1} ms",
+            elapsed.as_secs_f64(),
+            (arrived - arrived_before) as f64 / interval.as_secs_f64(),
+            arrived.saturating_sub(answered),
+            answered,
+            percentile(&sorted, 0.99),
+        )
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -263,13 +325,36 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         rand::rngs::StdRng::seed_from_u64,
     );
     let semaphore = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let progress = Arc::new(Progress::default());
     let started = Instant::now();
+    let reporter = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let interval = Duration::from_secs(1);
+            let mut tick = tokio::time::interval_at((started + interval).into(), interval);
+            let mut before = 0;
+            loop {
+                tick.tick().await;
+                eprintln!("{}", progress.line(started.elapsed(), before, interval));
+                before = progress.arrived.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
     let mut tasks = Vec::with_capacity(args.requests);
     for (i, token) in tokens.into_iter().enumerate() {
-        if let Some(rate) = args.rate.filter(|r| *r > 0.0) {
-            let arrival = started + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(arrival.into()).await;
-        }
+        // Open loop: each buyer arrives on schedule, and its latency counts
+        // from then, however long it then waits for a connection.
+        let arrival = match args.rate.filter(|r| *r > 0.0) {
+            Some(rate) => {
+                let at = started + arrival_offset(i, rate, args.ramp_secs);
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            None => Instant::now(),
+        };
+        progress
+            .arrived
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = random_request(&spec, args, &mut rng);
         let api = apis[i % apis.len()].clone();
         let http = http.clone();
@@ -283,6 +368,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
             AfterHold::Keep
         };
         let retry = args.retry_unavailable;
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await.expect("semaphore open");
             let client = Client {
@@ -291,17 +377,18 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
                 token: &token,
                 retry,
             };
-            book(&client, &event_id, body, after, i).await
+            let outcome = book(&client, &event_id, body, after, i, arrival).await;
+            progress.answered(outcome.latency);
+            outcome
         }));
     }
     let mut outcomes = Vec::with_capacity(tasks.len());
-    for (i, t) in tasks.into_iter().enumerate() {
+    for t in tasks {
         outcomes.push(t.await?);
-        if (i + 1) % 500 == 0 {
-            eprintln!("[loadgen] {} of {} requests answered", i + 1, args.requests);
-        }
     }
     let elapsed = started.elapsed();
+    reporter.abort();
+    eprintln!("{}", progress.line(elapsed, 0, elapsed));
     // Holds end meanwhile (expiry): what counts is each booking as it is now.
     for o in &mut outcomes {
         if let Some(b) = &o.booking
@@ -377,6 +464,10 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
     }
     let invariants_hold =
         duplicates == 0 && mismatches == 0 && unresolved == 0 && server_errors == 0;
+    let decided = outcomes
+        .iter()
+        .filter(|o| o.booking.is_some() || matches!(o.status, 409 | 422))
+        .count();
     Ok(Summary {
         event_id,
         capacity,
@@ -392,9 +483,13 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         seat_map_mismatches: mismatches,
         elapsed_s: elapsed.as_secs_f64(),
         requests_per_s: outcomes.len() as f64 / elapsed.as_secs_f64(),
+        decisions_per_s: decided as f64 / elapsed.as_secs_f64(),
+        arrival_rate: args.rate,
+        ramp_s: args.ramp_secs,
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p90: percentile(&latencies, 0.90),
         latency_ms_p99: percentile(&latencies, 0.99),
+        latency_ms_p999: percentile(&latencies, 0.999),
         latency_ms_max: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         invariants_hold,
     })
@@ -419,9 +514,17 @@ fn random_request(spec: &EventSpec, args: &LoadgenArgs, rng: &mut impl Rng) -> V
 }
 
 /// One buyer: request, follow a 202 to its outcome, then confirm, cancel or
-/// keep the hold.
-async fn book(c: &Client<'_>, event_id: &str, body: Value, after: AfterHold, n: usize) -> Outcome {
-    let started = Instant::now();
+/// keep the hold. The latency is from `arrival` to the decision: the first
+/// answer, or the long poll's after a 202.
+async fn book(
+    c: &Client<'_>,
+    event_id: &str,
+    body: Value,
+    after: AfterHold,
+    n: usize,
+    arrival: Instant,
+) -> Outcome {
+    let started = arrival;
     let key = format!("loadgen-{n}");
     let sent = c
         .send(|| {
@@ -444,7 +547,6 @@ async fn book(c: &Client<'_>, event_id: &str, body: Value, after: AfterHold, n: 
     };
     let status = res.status().as_u16();
     let json: Value = res.json().await.unwrap_or(Value::Null);
-    let latency = started.elapsed();
     let (code, mut booking) = match status {
         201 | 200 => ("held".to_owned(), Some(json)),
         202 => {
@@ -462,6 +564,7 @@ async fn book(c: &Client<'_>, event_id: &str, body: Value, after: AfterHold, n: 
         }
         _ => (json["code"].as_str().unwrap_or("unknown").to_owned(), None),
     };
+    let latency = started.elapsed();
     if let Some(b) = &booking
         && b["status"] == "held"
     {
@@ -543,10 +646,10 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
         .unwrap_or_default();
     format!(
         "# Load run {date}\n\nMachine: {cores} cores ({host}), everything on one host.\n\n\
-         Command: `boxoffice loadgen --api {apis} --requests {req} --concurrency {conc} --explicit-share {ex} --confirm-share {cf} --max-quantity {mq}`\n\n\
+         Command: `boxoffice loadgen --api {apis} --requests {req} --concurrency {conc}{open} --explicit-share {ex} --confirm-share {cf} --max-quantity {mq}`\n\n\
          | figure | value |\n|---|---|\n\
-         | seats | {cap} |\n| requests | {n} |\n| elapsed | {el:.2} s |\n| requests/s | {rps:.0} |\n\
-         | latency p50 / p90 / p99 / max | {p50:.1} / {p90:.1} / {p99:.1} / {max:.1} ms |\n\
+         | seats | {cap} |\n| requests | {n} |\n| elapsed | {el:.2} s |\n| requests/s | {rps:.0} |\n| decisions/s | {dps:.0} |\n\
+         | latency from arrival to decision p50 / p90 / p99 / p99.9 / max | {p50:.1} / {p90:.1} / {p99:.1} / {p999:.1} / {max:.1} ms |\n\
          | held / confirmed bookings | {held} / {conf} |\n| seats taken | {taken} |\n\
          | answered late (202, then resolved) | {def} |\n| unresolved | {unres} |\n| 5xx | {err} |\n\
          | seats given twice | {dup} |\n| seat map mismatches | {mis} |\n\nOutcomes: `{outcomes}`\n",
@@ -557,6 +660,10 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
         apis = args.apis.join(","),
         req = args.requests,
         conc = args.concurrency,
+        open = args.rate.map_or_else(String::new, |r| format!(
+            " --rate {r} --ramp-secs {}",
+            args.ramp_secs
+        )),
         ex = args.explicit_share,
         cf = args.confirm_share,
         mq = args.max_quantity,
@@ -564,9 +671,11 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
         n = s.requests,
         el = s.elapsed_s,
         rps = s.requests_per_s,
+        dps = s.decisions_per_s,
         p50 = s.latency_ms_p50,
         p90 = s.latency_ms_p90,
         p99 = s.latency_ms_p99,
+        p999 = s.latency_ms_p999,
         max = s.latency_ms_max,
         held = s.held_bookings,
         conf = s.confirmed_bookings,
@@ -578,4 +687,28 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
         mis = s.seat_map_mismatches,
         outcomes = serde_json::to_string(&s.outcomes).unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arrival_offset;
+
+    #[test]
+    fn arrivals_ramp_up_to_the_rate_and_then_hold_it() {
+        let at = |i| arrival_offset(i, 100.0, 10.0).as_secs_f64();
+        // The ramp brings 100 * 10 / 2 = 500 buyers in 10 s, slowly at first.
+        assert_eq!(at(0), 0.0);
+        assert!((at(500) - 10.0).abs() < 1e-9);
+        assert!(
+            at(125) > 4.9 && at(125) < 5.1,
+            "a quarter of the ramp's buyers by half its time"
+        );
+        // Then one every 10 ms.
+        assert!((at(600) - 11.0).abs() < 1e-9);
+        for i in 1..2_000 {
+            assert!(at(i) > at(i - 1), "arrivals are in order");
+        }
+        // Without a ramp: evenly spread from the start.
+        assert!((arrival_offset(250, 100.0, 0.0).as_secs_f64() - 2.5).abs() < 1e-9);
+    }
 }
