@@ -28,7 +28,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use support::kafka;
 use support::stores::{self, PARTITIONS};
-use support::{Stack, book, call, decided};
+use support::{Stack, book, call, decided, hold_and_pay};
 use uuid::Uuid;
 
 /// The seat-processor's own view of the event, once `ready` accepts it.
@@ -103,6 +103,17 @@ fn changelog_latest(stack: &Stack, event: &str) -> Vec<(String, Option<StateReco
     latest
 }
 
+/// A new buyer asks for `seat`; the refusal's code (or the status held).
+async fn new_buyer_books(stack: &Stack, api: &str, event: &str, seat: &str) -> String {
+    let (_, token) = stack.buyer_token(api).await;
+    let (s, b) = book(stack, api, event, &token, seat, json!({ "seats": [seat] })).await;
+    let (s, b) = decided(stack, api, &token, s, b).await;
+    match s {
+        409 | 422 => b["code"].as_str().unwrap_or_default().to_owned(),
+        _ => b["status"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
 async fn stats(stack: &Stack, api: &str, event: &str) -> Value {
     let token = stack.organizer_token(api).await;
     let url = format!("{api}/api/events/{event}/stats");
@@ -132,22 +143,8 @@ async fn refusals_are_forgotten_and_a_finished_event_is_retired() {
     // A sale, and a rival refused the same seat.
     let seat = json!({ "seats": ["A-1-1"] });
     let (_, payer) = stack.buyer_token(&api).await;
-    let (s, b) = book(&stack, &api, &event, &payer, "pay", seat.clone()).await;
-    let (s, held) = decided(&stack, &api, &payer, s, b).await;
-    assert!(s == 200 || s == 201, "{s} {held}");
-    let paid_id: Uuid = held["id"].as_str().unwrap().parse().unwrap();
-    let confirm = format!("{api}/api/bookings/{paid_id}/confirm");
-    let body = json!({ "payment_reference": "psp-1" });
-    let (s, paid) = call(
-        &stack.http,
-        Method::POST,
-        &confirm,
-        Some(&payer),
-        Some(body),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200, "{paid}");
+    let paid = hold_and_pay(&stack, &api, &event, &payer, "pay", seat.clone()).await;
+    let paid_id: Uuid = paid["id"].as_str().unwrap().parse().unwrap();
     let (rival_id, rival) = stack.buyer_token(&api).await;
     let (s, refused) = book(&stack, &api, &event, &rival, "rival", seat.clone()).await;
     let (s, refused) = decided(&stack, &api, &rival, s, refused).await;
@@ -231,18 +228,10 @@ async fn refusals_are_forgotten_and_a_finished_event_is_retired() {
         (json!(0), json!({})),
         "{view}"
     );
-    let (_, late) = stack.buyer_token(&api).await;
-    let (s, b) = book(
-        &stack,
-        &api,
-        &event,
-        &late,
-        "late",
-        json!({ "seats": ["A-2-1"] }),
-    )
-    .await;
-    let (s, b) = decided(&stack, &api, &late, s, b).await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("sale_not_open")), "{b}");
+    assert_eq!(
+        new_buyer_books(&stack, &api, &event, "A-2-1").await,
+        "sale_not_open"
+    );
     assert_eq!(
         stores::booking_status(&mut db, paid_id).await.as_deref(),
         Some("confirmed"),
@@ -253,18 +242,10 @@ async fn refusals_are_forgotten_and_a_finished_event_is_retired() {
     // of the event but the retired event record.
     stack.stop("seat-1");
     stack.start("seat-processor", "seat-2").await;
-    let (_, later) = stack.buyer_token(&api).await;
-    let (s, b) = book(
-        &stack,
-        &api,
-        &event,
-        &later,
-        "later",
-        json!({ "seats": ["A-2-2"] }),
-    )
-    .await;
-    let (s, b) = decided(&stack, &api, &later, s, b).await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("sale_not_open")), "{b}");
+    assert_eq!(
+        new_buyer_books(&stack, &api, &event, "A-2-2").await,
+        "sale_not_open"
+    );
     let view = processor_view(&stack, "seat-2", &event, |p| p["retired"] == true).await;
     assert_eq!(view["bookings"], 0, "{view}");
     let log = tokio::task::block_in_place(|| changelog_latest(&stack, &event));

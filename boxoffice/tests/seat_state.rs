@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::json;
 use support::kafka::{self, BROKER};
 use support::stores::{self, PARTITIONS, Seats};
-use support::{Stack, book, call, decided};
+use support::{Stack, book, call, decided, hold_and_pay};
 
 /// A little of everything an on-sale does, in row `row`: explicit seats
 /// held and paid, best-available held then cancelled, best-available left
@@ -25,7 +25,7 @@ use support::{Stack, book, call, decided};
 async fn on_sale_round(stack: &Stack, api: &str, event: &str, row: u32) {
     let seats = json!({ "seats": [format!("A-{row}-1"), format!("A-{row}-2")] });
     let (_, payer) = stack.buyer_token(api).await;
-    let (s, b) = book(
+    hold_and_pay(
         stack,
         api,
         event,
@@ -34,23 +34,6 @@ async fn on_sale_round(stack: &Stack, api: &str, event: &str, row: u32) {
         seats.clone(),
     )
     .await;
-    let (s, held) = decided(stack, api, &payer, s, b).await;
-    assert!(s == 200 || s == 201, "{s} {held}");
-    let confirm = format!(
-        "{api}/api/bookings/{}/confirm",
-        held["id"].as_str().unwrap()
-    );
-    let body = json!({ "payment_reference": format!("psp-{row}") });
-    let (s, paid) = call(
-        &stack.http,
-        Method::POST,
-        &confirm,
-        Some(&payer),
-        Some(body),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200, "{paid}");
 
     let (_, canceller) = stack.buyer_token(api).await;
     let pick = json!({ "section": "B", "quantity": 3 });

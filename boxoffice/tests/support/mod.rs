@@ -483,6 +483,37 @@ pub async fn book(
     .await
 }
 
+/// Holds `seats` for `token` with Idempotency-Key `key` and pays for them;
+/// the confirmed booking.
+pub async fn hold_and_pay(
+    stack: &Stack,
+    api: &str,
+    event: &str,
+    token: &str,
+    key: &str,
+    seats: Value,
+) -> Value {
+    let (s, b) = book(stack, api, event, token, key, seats).await;
+    let (s, held) = decided(stack, api, token, s, b).await;
+    assert!(s == 200 || s == 201, "{s} {held}");
+    let confirm = format!(
+        "{api}/api/bookings/{}/confirm",
+        held["id"].as_str().unwrap()
+    );
+    let body = json!({ "payment_reference": format!("psp-{key}") });
+    let (s, paid) = call(
+        &stack.http,
+        reqwest::Method::POST,
+        &confirm,
+        Some(token),
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{paid}");
+    paid
+}
+
 /// A broker of the test's own (the same nisshi the stack runs), so a test
 /// can crash and restart it without disturbing the others.
 pub struct Broker {
