@@ -38,25 +38,12 @@ async fn processor_view(
     event: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let url = format!(
-        "http://127.0.0.1:{}/internal/state/events/{event}",
-        stack.roles[instance].port
-    );
     let started = Instant::now();
     loop {
-        let res = stack.http.get(&url).send().await.unwrap();
-        if res.status().is_success() {
-            let body: Value = res.json().await.unwrap();
-            let newest = body["partitions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .max_by_key(|p| p["applied"].as_i64().unwrap_or(-1))
-                .cloned()
-                .unwrap();
-            if ready(&newest) {
-                return newest;
-            }
+        if let Some(p) = stores::processor_partition(stack, instance, event).await
+            && ready(&p)
+        {
+            return p;
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),

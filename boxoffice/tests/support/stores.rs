@@ -70,9 +70,9 @@ pub async fn redis_seats(stack: &Stack, event: &str, sections: &[&str]) -> Seats
     seats
 }
 
-/// A seat-processor's state for `event` from the partition copy with the
-/// most commands applied: (applied offset, seats).
-pub async fn processor_seats(stack: &Stack, instance: &str, event: &str) -> Option<(i64, Seats)> {
+/// The partition copy of `event` with the most commands applied, as a
+/// seat-processor's `/internal/state` reports it (`None`: it holds none).
+pub async fn processor_partition(stack: &Stack, instance: &str, event: &str) -> Option<Value> {
     let url = format!(
         "http://127.0.0.1:{}/internal/state/events/{event}",
         stack.roles[instance].port
@@ -87,21 +87,26 @@ pub async fn processor_seats(stack: &Stack, instance: &str, event: &str) -> Opti
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| {
-            let seats = p["seats"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(seat, v)| {
-                    (
-                        seat.clone(),
-                        v["booking"].as_str().unwrap().parse().unwrap(),
-                    )
-                })
-                .collect();
-            (p["applied"].as_i64().unwrap_or(-1), seats)
+        .max_by_key(|p| p["applied"].as_i64().unwrap_or(-1))
+        .cloned()
+}
+
+/// A seat-processor's state for `event` from the partition copy with the
+/// most commands applied: (applied offset, seats).
+pub async fn processor_seats(stack: &Stack, instance: &str, event: &str) -> Option<(i64, Seats)> {
+    let p = processor_partition(stack, instance, event).await?;
+    let seats = p["seats"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(seat, v)| {
+            (
+                seat.clone(),
+                v["booking"].as_str().unwrap().parse().unwrap(),
+            )
         })
-        .max_by_key(|(applied, _)| *applied)
+        .collect();
+    Some((p["applied"].as_i64().unwrap_or(-1), seats))
 }
 
 /// Waits until PostgreSQL and the Redis seat map of `sections` hold the
