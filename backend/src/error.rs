@@ -20,6 +20,10 @@ pub enum ApiError {
     /// A dependency (broker, Redis, processors) is down; try again later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// More booking requests are on their way than the pipeline decides in
+    /// time: this one is refused at once, to be retried (same key) shortly.
+    #[error("overloaded")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -73,7 +77,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Client { status, .. } => *status,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -92,6 +96,14 @@ impl ResponseError for ApiError {
                 .json(ErrorBody {
                     code: "unavailable".to_owned(),
                     message: format!("{what}; please retry shortly"),
+                }),
+            Self::Overloaded => HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "1"))
+                .json(ErrorBody {
+                    code: "overloaded".to_owned(),
+                    message: "Too many buyers at this moment; retry in a second with the same \
+                              Idempotency-Key."
+                        .to_owned(),
                 }),
         }
     }

@@ -12,6 +12,7 @@ use boxoffice_platform::{cache, kafka};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, ConcurrencyLimit};
 use crate::auth::Signer;
 use crate::config::ApiConfig;
 use crate::listener::{self, SeatFeeds};
@@ -67,6 +68,15 @@ pub async fn run(
         booking_deadline: Duration::from_millis(config.booking_deadline_ms),
         long_poll_max: Duration::from_millis(config.long_poll_max_ms),
         metrics: ApiMetrics::new(metrics.registry())?,
+        admission: {
+            let max = config.admission_max.max(1);
+            Admission::new(ConcurrencyLimit::new(
+                64.min(max),
+                8.min(max),
+                max,
+                Duration::from_millis(config.admission_target_ms),
+            ))
+        },
     });
     let readiness = web::Data::new(
         Readiness::new()

@@ -9,6 +9,7 @@ use boxoffice_platform::config::Topics;
 use boxoffice_platform::kafka;
 use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 
+use crate::admission::Admission;
 use crate::auth::Signer;
 use crate::listener::SeatFeeds;
 use crate::waiters::Waiters;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub booking_deadline: Duration,
     pub long_poll_max: Duration,
     pub metrics: ApiMetrics,
+    pub admission: Admission,
 }
 
 /// The API's own instruments.
@@ -36,6 +38,7 @@ pub struct ApiMetrics {
     pub commands: IntCounterVec,
     pub deferred_in_flight: IntGauge,
     pub deferred_seconds: HistogramVec,
+    pub admission_limit: IntGauge,
 }
 
 impl ApiMetrics {
@@ -62,10 +65,16 @@ impl ApiMetrics {
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(deferred_in_flight.clone()))?;
         registry.register(Box::new(deferred_seconds.clone()))?;
+        let admission_limit = IntGauge::new(
+            "admission_limit",
+            "Booking requests this instance lets be in flight at once (adapted to latency)",
+        )?;
+        registry.register(Box::new(admission_limit.clone()))?;
         Ok(Self {
             commands,
             deferred_in_flight,
             deferred_seconds,
+            admission_limit,
         })
     }
 }

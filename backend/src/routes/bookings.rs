@@ -153,7 +153,7 @@ fn accepted(id: Uuid) -> HttpResponse {
         (status = 404, description = "`unknown_event`", body = ErrorBody),
         (status = 409, description = "`seats_taken`, `sale_not_open`, `no_adjacent_seats`, `buyer_limit_exceeded`", body = ErrorBody),
         (status = 422, description = "`invalid_quantity`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: the queue is down; retry with the same key", body = ErrorBody)))]
+        (status = 503, description = "`unavailable`: the queue is down; `overloaded`: more buyers than it decides in time, answered at once with `Retry-After`; retry with the same key", body = ErrorBody)))]
 pub async fn create(
     state: Data,
     req: HttpRequest,

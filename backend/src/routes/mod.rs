@@ -83,6 +83,21 @@ pub async fn command(
             kind,
         },
     };
+    // New bookings wait their turn under overload; a buyer's confirmation or
+    // cancellation, and the organizer's commands, never do.
+    let ticket = if matches!(envelope.command.kind, CommandKind::RequestBooking { .. }) {
+        let Some(ticket) = state.admission.try_admit() else {
+            state
+                .metrics
+                .commands
+                .with_label_values(&[label, "overloaded"])
+                .inc();
+            return Err(ApiError::Overloaded);
+        };
+        ticket
+    } else {
+        state.admission.always()
+    };
     let payload = encode_command(&envelope);
     let key = event.to_string();
     let waiter = state.waiters.register(subject);
@@ -135,6 +150,11 @@ pub async fn command(
     state.metrics.deferred_in_flight.inc();
     let reply = waiter.wait(state.booking_deadline).await;
     state.metrics.deferred_in_flight.dec();
+    ticket.decided();
+    state
+        .metrics
+        .admission_limit
+        .set(i64::try_from(state.admission.limit()).unwrap_or(i64::MAX));
     let result = match &reply {
         Some(r) => r.rejection.as_ref().map_or("ok", |_| "rejected"),
         None => "deferred",
