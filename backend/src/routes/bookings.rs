@@ -262,7 +262,20 @@ async fn owned_booking(
     buyer: &Buyer,
     id: Uuid,
 ) -> Result<Option<BookingView>, ApiError> {
-    match booking(state, id).await? {
+    owned(buyer, booking(state, id).await?)
+}
+
+/// A booking its buyer may see, from Redis only.
+async fn owned_cached_booking(
+    state: &AppState,
+    buyer: &Buyer,
+    id: Uuid,
+) -> Result<Option<BookingView>, ApiError> {
+    owned(buyer, cached_booking(state, id).await?)
+}
+
+fn owned(buyer: &Buyer, found: Option<BookingView>) -> Result<Option<BookingView>, ApiError> {
+    match found {
         Some(b) if b.buyer_id != buyer.0.0 => Err(ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "not_your_booking",
@@ -290,11 +303,22 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let wait = Duration::from_millis(wait.wait_ms).min(state.long_poll_max);
     let started = Instant::now();
+    let mut first = true;
     loop {
-        if let Some(view) = owned_booking(&state, &buyer, *id).await? {
+        // The reservation-processor (and so PostgreSQL) is asked first and
+        // last; in between only Redis, which it fills in the same step as
+        // PostgreSQL, so buyers waiting after a 202 do not load the database.
+        let last = started.elapsed() >= wait;
+        let found = if first || last {
+            owned_booking(&state, &buyer, *id).await?
+        } else {
+            owned_cached_booking(&state, &buyer, *id).await?
+        };
+        first = false;
+        if let Some(view) = found {
             return Ok(HttpResponse::Ok().json(public(view)));
         }
-        if started.elapsed() >= wait {
+        if last {
             return Err(ApiError::not_found(
                 "unknown_booking",
                 "No such booking (yet); if you just got a 202, poll again.",
