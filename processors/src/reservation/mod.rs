@@ -353,8 +353,38 @@ async fn process(
 /// What one outcome changed, for the cache and the reply.
 enum Recorded {
     Event(Option<(EventView, i64)>),
-    Booking(Option<BookingView>),
+    /// The booking as it now stands, for the cache to follow.
+    Booking(BookingView),
     Nothing,
+}
+
+/// Booking outcomes waiting to be written together, and where their
+/// results go.
+#[derive(Default)]
+struct BookingRun<'a> {
+    slots: Vec<usize>,
+    writes: Vec<store::BookingWrite<'a>>,
+}
+
+impl BookingRun<'_> {
+    /// Writes the run and notes, for each of its outcomes, whether the cache
+    /// must follow it.
+    async fn write(
+        &mut self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        recorded: &mut [Recorded],
+    ) -> diesel::QueryResult<()> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let follow = store::upsert_bookings(conn, &self.writes).await?;
+        for ((slot, w), follow) in self.slots.drain(..).zip(self.writes.drain(..)).zip(follow) {
+            if follow {
+                recorded[slot] = Recorded::Booking(BookingView::new(w.booking, w.version));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Records a batch: one PostgreSQL transaction, then one Redis pipeline.
@@ -369,27 +399,44 @@ async fn record_batch(
     let recorded: Vec<Recorded> = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let mut recorded = Vec::with_capacity(outcomes.len());
+            // Bookings are written a run at a time (a few statements for the
+            // whole run); an event outcome ends a run, as bookings refer to
+            // their event.
+            let mut run = BookingRun::default();
             for (partition, o, _) in outcomes {
-                recorded.push(match &o.outcome {
+                match &o.outcome {
                     Outcome::EventCreated { spec, sale } => {
+                        run.write(conn, &mut recorded).await?;
                         store::insert_event(conn, o.event_id, spec, *sale, o.seq).await?;
-                        Recorded::Event(store::load_event(conn, o.event_id.0, now).await?)
+                        recorded.push(Recorded::Event(
+                            store::load_event(conn, o.event_id.0, now).await?,
+                        ));
                     }
                     Outcome::SaleChanged { sale } => {
+                        run.write(conn, &mut recorded).await?;
                         store::set_sale(conn, o.event_id, *sale, o.seq).await?;
-                        Recorded::Event(store::load_event(conn, o.event_id.0, now).await?)
+                        recorded.push(Recorded::Event(
+                            store::load_event(conn, o.event_id.0, now).await?,
+                        ));
                     }
                     Outcome::Booking {
                         booking: Some(b), ..
                     } => {
-                        let newest = store::upsert_booking(conn, b, *partition, o.seq).await?;
-                        Recorded::Booking(newest.then(|| BookingView::new(b, o.seq)))
+                        run.slots.push(recorded.len());
+                        run.writes.push(store::BookingWrite {
+                            booking: b,
+                            partition: *partition,
+                            version: o.seq,
+                        });
+                        // Filled in when the run is written.
+                        recorded.push(Recorded::Nothing);
                     }
                     Outcome::Booking { booking: None, .. } | Outcome::EventRejected { .. } => {
-                        Recorded::Nothing
+                        recorded.push(Recorded::Nothing)
                     }
-                });
+                }
             }
+            run.write(conn, &mut recorded).await?;
             Ok(recorded)
         })
         .await?;
@@ -404,7 +451,7 @@ async fn record_batch(
     for ((_, o, span), r) in outcomes.iter().zip(&recorded) {
         match r {
             Recorded::Event(Some((view, created))) => batch.put_event(view, *created),
-            Recorded::Booking(Some(view)) => batch.put_booking(view),
+            Recorded::Booking(view) => batch.put_booking(view),
             _ => {}
         }
         if let Some(instance) = &o.reply_to {

@@ -5,6 +5,8 @@
 
 use boxoffice_domain::{Booking, EventId, EventSpec, SaleState};
 use boxoffice_platform::views::{BookingTally, BookingView, EventView, sale_name};
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel::{QueryableByName, sql_query};
@@ -127,60 +129,112 @@ pub async fn set_sale(
     Ok(n == 1)
 }
 
-/// Upserts a booking and its seats unless a newer outcome already did.
-/// Returns whether this outcome is the newest (and so the cache must follow).
-pub async fn upsert_booking(
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
+/// One booking outcome to record: the booking as it now stands, its
+/// partition, and its version (the command offset).
+pub struct BookingWrite<'a> {
+    pub booking: &'a Booking,
+    pub partition: i32,
+    pub version: i64,
+}
+
+/// Upserts a batch of bookings and their seats in three statements, each
+/// row unless a newer outcome already wrote it. Returns, per write, whether
+/// the cache must follow it: the last outcome of each booking in the batch
+/// (the ones before it changed nothing that stands), if it was written.
+pub async fn upsert_bookings(
     conn: &mut AsyncPgConnection,
-    b: &Booking,
-    partition: i32,
-    version: i64,
-) -> diesel::QueryResult<bool> {
-    let view = BookingView::new(b, version);
-    let n = sql_query(
+    writes: &[BookingWrite<'_>],
+) -> diesel::QueryResult<Vec<bool>> {
+    let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(writes.len());
+    for (i, w) in writes.iter().enumerate() {
+        last.insert(w.booking.id.0, i);
+    }
+    let standing: Vec<(&BookingWrite<'_>, BookingView)> = writes
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| last[&w.booking.id.0] == *i)
+        .map(|(_, w)| (w, BookingView::new(w.booking, w.version)))
+        .collect();
+    if standing.is_empty() {
+        return Ok(vec![]);
+    }
+    let written: Vec<IdRow> = sql_query(
         "INSERT INTO bookings (id, event_id, buyer_id, status, reject_reason, hold_expires_at, total_cents, \
          fingerprint, payment_reference, kafka_partition, version, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], \
+         $7::bigint[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::timestamptz[]) \
          ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, reject_reason = EXCLUDED.reject_reason, \
          hold_expires_at = EXCLUDED.hold_expires_at, total_cents = EXCLUDED.total_cents, \
          payment_reference = EXCLUDED.payment_reference, kafka_partition = EXCLUDED.kafka_partition, \
          version = EXCLUDED.version, updated_at = EXCLUDED.updated_at \
-         WHERE bookings.version <= EXCLUDED.version",
+         WHERE bookings.version <= EXCLUDED.version \
+         RETURNING id",
     )
-    .bind::<diesel::sql_types::Uuid, _>(b.id.0)
-    .bind::<diesel::sql_types::Uuid, _>(b.event_id.0)
-    .bind::<diesel::sql_types::Uuid, _>(b.buyer.0)
-    .bind::<Text, _>(&view.status)
-    .bind::<Nullable<Text>, _>(view.reject_reason.as_deref())
-    .bind::<Nullable<Timestamptz>, _>(view.hold_expires_at)
-    .bind::<BigInt, _>(b.total_cents)
-    .bind::<Text, _>(&b.fingerprint)
-    .bind::<Nullable<Text>, _>(b.payment_reference.as_deref())
-    .bind::<Integer, _>(partition)
-    .bind::<BigInt, _>(version)
-    .bind::<Timestamptz, _>(view.updated_at)
-    .execute(conn)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, v)| v.id).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, v)| v.event_id).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, v)| v.buyer_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(standing.iter().map(|(_, v)| v.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        standing.iter().map(|(_, v)| v.reject_reason.as_deref()).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        standing.iter().map(|(_, v)| v.hold_expires_at).collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(standing.iter().map(|(w, _)| w.booking.total_cents).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        standing.iter().map(|(w, _)| w.booking.fingerprint.as_str()).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        standing.iter().map(|(w, _)| w.booking.payment_reference.as_deref()).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Integer>, _>(standing.iter().map(|(w, _)| w.partition).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(standing.iter().map(|(w, _)| w.version).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(standing.iter().map(|(_, v)| v.updated_at).collect::<Vec<_>>())
+    .load(conn)
     .await?;
-    if n == 0 {
-        return Ok(false);
-    }
-    if b.status.is_active() {
+    let written: HashSet<Uuid> = written.into_iter().map(|r| r.id).collect();
+
+    // Seats are released before they are taken, so a seat handed from one
+    // booking to another within the batch never looks sold twice. A released
+    // booking keeps its seats as inactive rows (what it held).
+    for active in [false, true] {
+        let (mut holders, mut events, mut seats) = (Vec::new(), Vec::new(), Vec::new());
+        for (w, view) in &standing {
+            if w.booking.status.is_active() != active || !written.contains(&view.id) {
+                continue;
+            }
+            for seat in &view.seats {
+                holders.push(view.id);
+                events.push(view.event_id);
+                seats.push(seat.as_str());
+            }
+        }
+        if holders.is_empty() {
+            continue;
+        }
         sql_query(
             "INSERT INTO booking_seats (booking_id, event_id, seat_id, active) \
-             SELECT $1, $2, s, true FROM UNNEST($3::text[]) AS s \
-             ON CONFLICT (booking_id, seat_id) DO UPDATE SET active = true",
+             SELECT b, e, s, $4 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS t (b, e, s) \
+             ON CONFLICT (booking_id, seat_id) DO UPDATE SET active = EXCLUDED.active",
         )
-        .bind::<diesel::sql_types::Uuid, _>(b.id.0)
-        .bind::<diesel::sql_types::Uuid, _>(b.event_id.0)
-        .bind::<Array<Text>, _>(view.seats)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(holders)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(events)
+        .bind::<Array<Text>, _>(seats)
+        .bind::<diesel::sql_types::Bool, _>(active)
         .execute(conn)
         .await?;
-    } else {
-        sql_query("UPDATE booking_seats SET active = false WHERE booking_id = $1 AND active")
-            .bind::<diesel::sql_types::Uuid, _>(b.id.0)
-            .execute(conn)
-            .await?;
     }
-    Ok(true)
+    Ok(writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| last[&w.booking.id.0] == i && written.contains(&w.booking.id.0))
+        .collect())
 }
 
 #[derive(QueryableByName)]
