@@ -110,7 +110,7 @@ start_broker() {
   (cd "$STACK/broker" && exec setsid "$TOOLS/bin/nisshi" broker \
       --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" \
-      --storage-engine sqlite://broker.db \
+      --storage-engine "sqlite://broker.db?compaction=single" \
       --group-initial-rebalance-delay 500ms \
       >>"$STACK/broker/broker.log" 2>&1 </dev/null) &
   echo $! >"$pidfile"

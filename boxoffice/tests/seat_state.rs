@@ -4,6 +4,8 @@
 //! - Kafka's log cleaner compacts the changelog (only the latest record per
 //!   key survives; tombstones go with their keys): a fresh instance restores
 //!   from it exactly the state PostgreSQL holds, after several writer lives.
+//!   Once from a simulated cleaner's copy, once with the broker's own
+//!   compaction running every second under the live sale.
 //! - A seat-processor frozen until the group evicts it wakes up as a zombie
 //!   while another owns its partitions: nothing it writes changes the state.
 //! - The commands topic is deleted and re-created: the processor refuses the
@@ -17,7 +19,7 @@ use reqwest::Method;
 use serde_json::json;
 use support::kafka::{self, BROKER};
 use support::stores::{self, PARTITIONS, Seats};
-use support::{Stack, book, call, decided, hold_and_pay};
+use support::{Broker, Stack, book, call, decided, hold_and_pay};
 
 /// A little of everything an on-sale does, in row `row`: explicit seats
 /// held and paid, best-available held then cancelled, best-available left
@@ -116,6 +118,67 @@ async fn a_fresh_instance_restores_exactly_from_a_compacted_changelog() {
     assert_eq!(
         restored, postgres,
         "restored from the compacted changelog, seat by seat"
+    );
+}
+
+/// Compaction by the broker itself, not a copy: a broker of the test's own
+/// compacts the changelog every second (the local broker's sweep; Kafka's
+/// cleaner runs whenever it likes), while the sale goes on, writers crash
+/// and new ones restore. Every restore must still be exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn restores_stay_exact_while_the_broker_compacts_the_changelog() {
+    let mut stack = Stack::new("brokercompaction");
+    let broker = Broker::start_compacting(stack.dir.join("broker"), "1s").await;
+    stack.use_broker(&broker);
+    let api = stack.start_all().await;
+    let event = stack.create_event(&api, 2, 6, 10, 600).await;
+    on_sale_round(&stack, &api, &event, 1).await;
+    stack.kill("seat-1");
+    stack.start("seat-processor", "seat-2").await;
+    on_sale_round(&stack, &api, &event, 2).await;
+    on_sale_round(&stack, &api, &event, 3).await;
+    stack.kill("seat-2");
+    stack.start("seat-processor", "seat-1").await;
+    on_sale_round(&stack, &api, &event, 4).await;
+
+    // The broker really removed superseded records from the changelog.
+    let changelog = format!("{}seat-changelog", stack.prefix);
+    let started = Instant::now();
+    loop {
+        let (mut held, mut spanned) = (0, 0);
+        for p in 0..PARTITIONS {
+            let address = broker.address();
+            held += tokio::task::block_in_place(|| kafka::read_partition(&address, &changelog, p))
+                .len() as i64;
+            spanned += kafka::span(&address, &changelog, p);
+        }
+        if held < spanned {
+            eprintln!("the broker's compaction kept {held} of {spanned} changelog records");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the broker compacted nothing in 30 s ({held} records)"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let postgres = stores::settled(&stack, &event, &["A", "B"]).await;
+    let (_, live) = applied_by(&stack, &["seat-1"], &event).await;
+    assert_eq!(
+        live, postgres,
+        "the live seat-processor agrees with PostgreSQL"
+    );
+    // A new pod with an empty disk restores from what compaction left when
+    // its partition's next command arrives, and the sale goes on from it.
+    stack.stop("seat-1");
+    stack.start("seat-processor", "seat-3").await;
+    on_sale_round(&stack, &api, &event, 5).await;
+    let postgres = stores::settled(&stack, &event, &["A", "B"]).await;
+    let (_, live) = applied_by(&stack, &["seat-3"], &event).await;
+    assert_eq!(
+        live, postgres,
+        "restored from the broker-compacted changelog and on from it, seat by seat"
     );
 }
 

@@ -62,6 +62,16 @@ pub fn read_partition(broker: &str, topic: &str, partition: i32) -> Records {
     }
 }
 
+/// The offsets a partition spans (high watermark minus low): more than the
+/// records it holds once compaction removed some.
+pub fn span(broker: &str, topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer = config(broker).create().unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap();
+    high - low
+}
+
 /// The partition of `topic` (of `partitions`) whose records are keyed `key`.
 pub fn partition_of(broker: &str, topic: &str, partitions: i32, key: &str) -> i32 {
     (0..partitions)

@@ -519,6 +519,8 @@ pub async fn hold_and_pay(
 pub struct Broker {
     pub port: u16,
     dir: PathBuf,
+    /// The storage URL's options, e.g. `maintenance_interval=1s`.
+    storage_options: String,
     child: Option<Child>,
 }
 
@@ -534,10 +536,25 @@ impl Broker {
     }
 
     pub async fn start(dir: PathBuf) -> Self {
+        Self::start_with_storage(dir, "compaction=single").await
+    }
+
+    /// A broker that compacts (and applies retention) every `every`, as the
+    /// stack's broker does at start and every ten minutes.
+    pub async fn start_compacting(dir: PathBuf, every: &str) -> Self {
+        Self::start_with_storage(
+            dir,
+            &format!("compaction=single&maintenance_interval={every}"),
+        )
+        .await
+    }
+
+    async fn start_with_storage(dir: PathBuf, options: &str) -> Self {
         std::fs::create_dir_all(&dir).expect("broker dir");
         let mut broker = Self {
             port: free_port(),
             dir,
+            storage_options: options.to_owned(),
             child: None,
         };
         broker.restart().await;
@@ -565,7 +582,10 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "sqlite://broker.db"])
+            .args([
+                "--storage-engine",
+                &format!("sqlite://broker.db?{}", self.storage_options),
+            ])
             .args(["--group-initial-rebalance-delay", "500ms"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
