@@ -90,6 +90,12 @@ pub struct LoadgenArgs {
     pub bookings_out: Option<PathBuf>,
 }
 
+/// Refused at once for load (`503 overloaded`): never admitted, so not a
+/// decision and not a server error.
+fn is_shed(o: &Outcome) -> bool {
+    o.status == 503 && o.code == "overloaded"
+}
+
 /// What happened to one request.
 struct Outcome {
     status: u16,
@@ -167,7 +173,13 @@ struct Summary {
     outcomes: BTreeMap<String, usize>,
     deferred_then_resolved: usize,
     unresolved: usize,
+    /// 5xx answers, those shed under overload (`overloaded`) not included.
     server_errors: usize,
+    /// Requests answered `503 overloaded` at once (with `--retry-unavailable`:
+    /// still so after retrying for 90 s).
+    shed: usize,
+    /// How fast the shed ones were told (p99, ms): at once, not by a timeout.
+    shed_latency_ms_p99: f64,
     held_bookings: usize,
     confirmed_bookings: usize,
     seats_taken: usize,
@@ -181,6 +193,7 @@ struct Summary {
     /// Open loop: the arrival rate asked for, and the ramp.
     arrival_rate: Option<f64>,
     ramp_s: f64,
+    /// From arrival to the final answer, over the requests not shed.
     latency_ms_p50: f64,
     latency_ms_p90: f64,
     latency_ms_p99: f64,
@@ -404,8 +417,18 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
     }
 
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
-    let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+    let mut latencies: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| !is_shed(o))
+        .map(|o| o.latency)
+        .collect();
     latencies.sort();
+    let mut shed_latencies: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| is_shed(o))
+        .map(|o| o.latency)
+        .collect();
+    shed_latencies.sort();
     let (mut deferred, mut unresolved, mut server_errors) = (0, 0, 0);
     let mut owner: HashMap<String, String> = HashMap::new();
     let mut duplicates = 0;
@@ -418,7 +441,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         if o.code == "unresolved" {
             unresolved += 1;
         }
-        if o.status >= 500 {
+        if o.status >= 500 && !is_shed(o) {
             server_errors += 1;
         }
         if let Some(b) = &o.booking {
@@ -476,6 +499,8 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         deferred_then_resolved: deferred,
         unresolved,
         server_errors,
+        shed: shed_latencies.len(),
+        shed_latency_ms_p99: percentile(&shed_latencies, 0.99),
         held_bookings: held,
         confirmed_bookings: confirmed,
         seats_taken: owner.len(),
@@ -649,9 +674,10 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
          Command: `boxoffice loadgen --api {apis} --requests {req} --concurrency {conc}{open} --explicit-share {ex} --confirm-share {cf} --max-quantity {mq}`\n\n\
          | figure | value |\n|---|---|\n\
          | seats | {cap} |\n| requests | {n} |\n| elapsed | {el:.2} s |\n| requests/s | {rps:.0} |\n| decisions/s | {dps:.0} |\n\
-         | latency from arrival to decision p50 / p90 / p99 / p99.9 / max | {p50:.1} / {p90:.1} / {p99:.1} / {p999:.1} / {max:.1} ms |\n\
+         | latency from arrival to decision (not shed) p50 / p90 / p99 / p99.9 / max | {p50:.1} / {p90:.1} / {p99:.1} / {p999:.1} / {max:.1} ms |\n\
          | held / confirmed bookings | {held} / {conf} |\n| seats taken | {taken} |\n\
-         | answered late (202, then resolved) | {def} |\n| unresolved | {unres} |\n| 5xx | {err} |\n\
+         | answered late (202, then resolved) | {def} |\n| unresolved | {unres} |\n| 5xx (overload not included) | {err} |\n\
+         | shed under overload (503 overloaded) / their p99 | {shed} / {shed_p99:.1} ms |\n\
          | seats given twice | {dup} |\n| seat map mismatches | {mis} |\n\nOutcomes: `{outcomes}`\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         cores = std::thread::available_parallelism()
@@ -683,6 +709,8 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
         def = s.deferred_then_resolved,
         unres = s.unresolved,
         err = s.server_errors,
+        shed = s.shed,
+        shed_p99 = s.shed_latency_ms_p99,
         dup = s.duplicate_seats,
         mis = s.seat_map_mismatches,
         outcomes = serde_json::to_string(&s.outcomes).unwrap_or_default(),
