@@ -13,14 +13,11 @@ pub struct ApiConfig {
     /// with a URL to poll (ms).
     #[arg(long, env = "BOXOFFICE_BOOKING_DEADLINE_MS", default_value_t = 3000)]
     pub booking_deadline_ms: u64,
-    /// The latency a booking decision should stay under (ms): above it, the
-    /// instance admits fewer booking requests at once and answers the rest
-    /// `503 overloaded` at once (docs/admission.md).
-    #[arg(long, env = "BOXOFFICE_ADMISSION_TARGET_MS", default_value_t = 50)]
-    pub admission_target_ms: u64,
-    /// Most booking requests in flight at once per instance, however fast
-    /// the pipeline answers.
-    #[arg(long, env = "BOXOFFICE_ADMISSION_MAX", default_value_t = 4096)]
+    /// Most new booking requests in flight at once in this instance; more
+    /// are answered `503 overloaded` at once. An admitted request's latency
+    /// stays near this divided by the pipeline's decisions per second
+    /// (docs/admission.md).
+    #[arg(long, env = "BOXOFFICE_ADMISSION_MAX", default_value_t = 256)]
     pub admission_max: usize,
     /// Longest long-poll of `GET /api/bookings/{id}?wait_ms=` (ms).
     #[arg(long, env = "BOXOFFICE_LONG_POLL_MAX_MS", default_value_t = 30000)]

@@ -12,7 +12,7 @@ use boxoffice_platform::{cache, kafka};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Admission, ConcurrencyLimit};
+use crate::admission::Admission;
 use crate::auth::Signer;
 use crate::config::ApiConfig;
 use crate::listener::{self, SeatFeeds};
@@ -68,16 +68,12 @@ pub async fn run(
         booking_deadline: Duration::from_millis(config.booking_deadline_ms),
         long_poll_max: Duration::from_millis(config.long_poll_max_ms),
         metrics: ApiMetrics::new(metrics.registry())?,
-        admission: {
-            let max = config.admission_max.max(1);
-            Admission::new(ConcurrencyLimit::new(
-                64.min(max),
-                8.min(max),
-                max,
-                Duration::from_millis(config.admission_target_ms),
-            ))
-        },
+        admission: Admission::new(config.admission_max),
     });
+    state
+        .metrics
+        .admission_limit
+        .set(i64::try_from(state.admission.max()).unwrap_or(i64::MAX));
     let readiness = web::Data::new(
         Readiness::new()
             .with("kafka", move || kafka::probe(producer.get()))

@@ -67,7 +67,7 @@ impl ApiMetrics {
         registry.register(Box::new(deferred_seconds.clone()))?;
         let admission_limit = IntGauge::new(
             "admission_limit",
-            "Booking requests this instance lets be in flight at once (adapted to latency)",
+            "New booking requests this instance lets be in flight at once",
         )?;
         registry.register(Box::new(admission_limit.clone()))?;
         Ok(Self {

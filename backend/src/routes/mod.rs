@@ -150,11 +150,7 @@ pub async fn command(
     state.metrics.deferred_in_flight.inc();
     let reply = waiter.wait(state.booking_deadline).await;
     state.metrics.deferred_in_flight.dec();
-    ticket.decided();
-    state
-        .metrics
-        .admission_limit
-        .set(i64::try_from(state.admission.limit()).unwrap_or(i64::MAX));
+    drop(ticket);
     let result = match &reply {
         Some(r) => r.rejection.as_ref().map_or("ok", |_| "rejected"),
         None => "deferred",
