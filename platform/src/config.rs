@@ -57,6 +57,12 @@ pub struct CommonConfig {
     /// share one broker.
     #[arg(long, env = "BOXOFFICE_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
+    /// Longest time the broker holds a consumer's fetch when there is nothing
+    /// new (ms): the extra delay an idle partition's first new message may
+    /// see, against the broker's work for idle consumers (every hold is
+    /// re-checked against storage; docs/performance.md).
+    #[arg(long, env = "BOXOFFICE_KAFKA_FETCH_WAIT_MS", default_value_t = 100)]
+    pub fetch_wait_ms: u64,
     /// Partitions of each topic when this instance creates them. Every topic
     /// has the same count, so partition N of each holds the same events.
     #[arg(long, env = "BOXOFFICE_PARTITIONS", default_value_t = 6)]

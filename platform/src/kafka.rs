@@ -126,7 +126,7 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "60000")
-        .set("fetch.wait.max.ms", "20")
+        .set("fetch.wait.max.ms", common.fetch_wait_ms.max(1).to_string())
         // Statistics (consumer lag per partition) every 5 s, see ConsumerLag.
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)?)
@@ -395,6 +395,7 @@ mod tests {
         CommonConfig {
             instance: None,
             kafka_brokers: "b:9092".into(),
+            fetch_wait_ms: 20,
             topic_prefix: "x-".into(),
             partitions: 12,
             replication_factor,
