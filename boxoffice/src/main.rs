@@ -1,6 +1,7 @@
 //! `boxoffice`: one binary, one subcommand per role, so one image serves
 //! every Deployment.
 
+mod broker_bench;
 mod demo;
 mod loadgen;
 
@@ -38,6 +39,9 @@ enum Role {
     Demo(demo::DemoArgs),
     /// An on-sale spike against a running API, with the invariant check.
     Loadgen(loadgen::LoadgenArgs),
+    /// The broker's own produce-to-consume ceiling with the pipeline's
+    /// client settings, or the records held by a prefix's topics.
+    BrokerBench(broker_bench::BrokerBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             }
             Role::Demo(args) => demo::run(args).await,
             Role::Loadgen(args) => loadgen::run(args).await,
+            Role::BrokerBench(args) => broker_bench::run(args).await,
         }
     })
 }

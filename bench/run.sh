@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# The on-sale benchmark, one command: builds boxoffice optimised, starts the
+# local stack and two instances of each role on their own topics and
+# database, measures the broker's own ceiling with the pipeline's client
+# settings, runs the open-loop spike (10,000 seats, 100,000 buyers by
+# default), and writes bench/results/<date>-<commit>.md with the machine, the
+# commands, the broker's state and every figure.
+#
+# Settings (environment): BENCH_RATE arrivals/s (5000), BENCH_RAMP_SECS (5),
+# BENCH_REQUESTS (100000), BENCH_CONCURRENCY most in flight (4000),
+# BENCH_SECTIONS x BENCH_ROWS x BENCH_SEATS_PER_ROW (4 x 25 x 100),
+# BENCH_PARTITIONS (6), BENCH_FETCH_WAIT_MS (the roles' default when unset),
+# BENCH_PROFILE (release).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}"
+STACK="${BOXOFFICE_STACK_DIR:-$ROOT/.stack}"
+# BENCH_PROFILE=debug measures the build the tests use instead (no second
+# RocksDB build); the report says which.
+PROFILE="${BENCH_PROFILE:-release}"
+BIN="$CARGO_TARGET_DIR/$PROFILE/boxoffice"
+RATE="${BENCH_RATE:-5000}"
+RAMP="${BENCH_RAMP_SECS:-5}"
+REQUESTS="${BENCH_REQUESTS:-100000}"
+CONCURRENCY="${BENCH_CONCURRENCY:-4000}"
+SECTIONS="${BENCH_SECTIONS:-4}" ROWS="${BENCH_ROWS:-25}" SEATS="${BENCH_SEATS_PER_ROW:-100}"
+PARTITIONS="${BENCH_PARTITIONS:-6}"
+
+say() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[bench] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+scripts/stack.sh install >&2
+scripts/stack.sh up >&2
+if [[ "$PROFILE" == release ]]; then
+  say "building boxoffice optimised (release profile; the first time compiles RocksDB again, ~30 min on 2 cores)"
+  cargo build --release -p boxoffice --bin boxoffice >&2
+else
+  say "building boxoffice as the tests do (debug profile)"
+  cargo build --workspace --all-targets >&2
+fi
+
+RUN_ID="$(date -u +%Y%m%d%H%M%S)"
+COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/results' || echo '+changes')"
+OUT_DIR="$STACK/bench/$RUN_ID"
+mkdir -p "$OUT_DIR/logs" "$ROOT/bench/results"
+REPORT="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD).md"
+export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+export BOXOFFICE_TOPIC_PREFIX="bench-$RUN_ID-" BOXOFFICE_REDIS_PREFIX="bench-$RUN_ID:"
+export BOXOFFICE_PARTITIONS="$PARTITIONS" DATABASE_URL="postgres://postgres@127.0.0.1:5432/bx_bench_$RUN_ID"
+export RUST_LOG="${RUST_LOG:-info,rdkafka=warn}"
+[[ -n "${BENCH_FETCH_WAIT_MS:-}" ]] && export BOXOFFICE_KAFKA_FETCH_WAIT_MS="$BENCH_FETCH_WAIT_MS"
+
+# CPU time (utime + stime, in clock ticks) of a process.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+broker_pid="$(cat "$STACK/broker/pid")"
+hz="$(getconf CLK_TCK)"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+start_role() {
+  local role="$1" instance="$2" port="$3"; shift 3
+  say "starting $instance on :$port"
+  (exec env BOXOFFICE_INSTANCE="$instance" BOXOFFICE_PORT="$port" BOXOFFICE_STATE_DIR="$OUT_DIR/state" "$@" \
+    "$BIN" "$role" >>"$OUT_DIR/logs/$instance.log" 2>&1 </dev/null) &
+  pids+=("$!")
+  local waited=0
+  until curl -sf "http://127.0.0.1:$port/health/ready" -o /dev/null; do
+    (( waited >= 120 )) && { tail -20 "$OUT_DIR/logs/$instance.log"; die "$instance not ready"; }
+    sleep 1; waited=$((waited + 1))
+  done
+}
+
+say "broker state before the run: $(du -h "$STACK/broker/broker.db" | cut -f1) of data"
+b0="$(ticks "$broker_pid")"; sleep 5; b1="$(ticks "$broker_pid")"
+broker_idle_empty=$(( (b1 - b0) * 100 / (5 * hz) ))
+
+start_role reservation-processor bench-reservation-1 18180
+start_role reservation-processor bench-reservation-2 18181
+start_role seat-processor bench-seat-1 18280
+start_role seat-processor bench-seat-2 18281
+start_role api bench-api-1 18080 BOXOFFICE_RESERVATION_URL=http://127.0.0.1:18180
+start_role api bench-api-2 18081 BOXOFFICE_RESERVATION_URL=http://127.0.0.1:18181
+sleep 5
+b0="$(ticks "$broker_pid")"; sleep 5; b1="$(ticks "$broker_pid")"
+broker_idle_roles=$(( (b1 - b0) * 100 / (5 * hz) ))
+say "broker CPU at rest: ${broker_idle_empty}% of a core before the roles, ${broker_idle_roles}% with them connected"
+
+say "measuring the broker's own ceiling"
+"$BIN" broker-bench --messages 100000 --size 200 >"$OUT_DIR/ceiling.json"
+say "ceiling: $(cat "$OUT_DIR/ceiling.json")"
+
+declare -A before
+for p in "$broker_pid" "${pids[@]}"; do before[$p]="$(ticks "$p")"; done
+pg_before="$(ps -C postgres -o times= | awk '{s+=$1} END {print s+0}')"
+redis_before="$(ps -C redis-server -o times= | awk '{s+=$1} END {print s+0}')"
+started="$(date +%s%N)"
+say "the spike: $REQUESTS buyers at up to $RATE/s (ramp ${RAMP}s) for ${SECTIONS}x${ROWS}x${SEATS} seats"
+"$BIN" loadgen --api http://127.0.0.1:18080,http://127.0.0.1:18081 \
+  --sections "$SECTIONS" --rows "$ROWS" --seats-per-row "$SEATS" \
+  --requests "$REQUESTS" --concurrency "$CONCURRENCY" --rate "$RATE" --ramp-secs "$RAMP" \
+  --max-quantity 4 --explicit-share 0.5 --confirm-share 0.5 --cancel-share 0.2 --seed 7 \
+  >"$OUT_DIR/loadgen.json"
+ended="$(date +%s%N)"
+secs="$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.3f", (b - a) / 1e9}')"
+pg_after="$(ps -C postgres -o times= | awk '{s+=$1} END {print s+0}')"
+redis_after="$(ps -C redis-server -o times= | awk '{s+=$1} END {print s+0}')"
+# % of one core over the run.
+cpu() { awk -v t="$(( $(ticks "$1") - ${before[$1]} ))" -v s="$secs" -v hz="$hz" 'BEGIN {printf "%.0f", t * 100 / (s * hz)}'; }
+# `ps -o times=` is whole seconds of CPU.
+cpu_secs() { awk -v a="$1" -v b="$2" -v s="$secs" 'BEGIN {printf "%.0f", (b - a) * 100 / s}'; }
+"$BIN" broker-bench --watermarks "$BOXOFFICE_TOPIC_PREFIX" >"$OUT_DIR/records.json"
+
+python3 - "$OUT_DIR" "$REPORT" "$COMMIT" "$secs" "$broker_idle_empty" "$broker_idle_roles" \
+  "broker=$(cpu "$broker_pid")" \
+  "reservation-1=$(cpu "${pids[0]}")" "reservation-2=$(cpu "${pids[1]}")" \
+  "seat-1=$(cpu "${pids[2]}")" "seat-2=$(cpu "${pids[3]}")" \
+  "api-1=$(cpu "${pids[4]}")" "api-2=$(cpu "${pids[5]}")" \
+  "postgres=$(cpu_secs "$pg_before" "$pg_after")" \
+  "redis=$(cpu_secs "$redis_before" "$redis_after")" \
+  "$(du -h "$STACK/broker/broker.db" | cut -f1)" \
+  "$RATE $RAMP $REQUESTS $CONCURRENCY $SECTIONS $ROWS $SEATS $PARTITIONS $PROFILE" <<'PY'
+import json, sys, datetime, os
+out, report, commit, secs, idle_empty, idle_roles = sys.argv[1:7]
+cpus = dict(a.split("=", 1) for a in sys.argv[7:-2])
+broker_file = sys.argv[-2]
+rate, ramp, requests, conc, sections, rows, seats, partitions, profile = sys.argv[-1].split()
+lg = json.load(open(f"{out}/loadgen.json"))
+ceiling = json.load(open(f"{out}/ceiling.json"))
+records = json.load(open(f"{out}/records.json"))
+decided = lg["decisions_per_s"] * lg["elapsed_s"]
+stored = sum(records.values())
+per_decision = stored / decided if decided else 0
+bound = ceiling["through_per_s"] / per_decision if per_decision else 0
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+cores = os.cpu_count()
+lines = [
+    f"# On-sale benchmark {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, commit {commit}",
+    "",
+    f"Machine: {cores} cores ({model}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
+    "everything on this host: broker (nisshi, sqlite), PostgreSQL, Redis, 2 API, 2 seat-processor, "
+    f"2 reservation-processor ({profile} build) and the load generator.",
+    "",
+    f"Command: `bench/run.sh` (BENCH_RATE={rate} BENCH_RAMP_SECS={ramp} BENCH_REQUESTS={requests} "
+    f"BENCH_CONCURRENCY={conc}, {sections}x{rows}x{seats} seats, {partitions} partitions)",
+    "",
+    "## The spike (open loop, latency from each scheduled arrival to its final answer)",
+    "",
+    "| figure | value |", "|---|---|",
+    f"| seats | {lg['capacity']} |",
+    f"| buyers (requests) | {lg['requests']} |",
+    f"| arrival rate asked / ramp | {rate}/s / {ramp} s |",
+    f"| elapsed | {lg['elapsed_s']:.1f} s |",
+    f"| decisions/s | {lg['decisions_per_s']:.0f} |",
+    f"| requests/s answered | {lg['requests_per_s']:.0f} |",
+    f"| latency p50 / p90 / p99 / p99.9 / max (not shed) | {lg['latency_ms_p50']:.1f} / {lg['latency_ms_p90']:.1f} / "
+    f"{lg['latency_ms_p99']:.1f} / {lg['latency_ms_p999']:.1f} / {lg['latency_ms_max']:.1f} ms |",
+    f"| shed (503 overloaded) / their p99 | {lg['shed']} / {lg['shed_latency_ms_p99']:.1f} ms |",
+    f"| held / confirmed bookings, seats taken | {lg['held_bookings']} / {lg['confirmed_bookings']}, {lg['seats_taken']} |",
+    f"| answered 202 then resolved / unresolved / 5xx | {lg['deferred_then_resolved']} / {lg['unresolved']} / {lg['server_errors']} |",
+    f"| seats given twice / seat map mismatches | {lg['duplicate_seats']} / {lg['seat_map_mismatches']} |",
+    f"| invariants hold | {lg['invariants_hold']} |",
+    "",
+    f"Outcomes: `{json.dumps(lg['outcomes'])}`",
+    "",
+    "## Against the broker's own ceiling",
+    "",
+    f"- The broker alone (`boxoffice broker-bench`, {ceiling['messages']} messages of {ceiling['size']} B, "
+    f"{ceiling['partitions']} partitions, the pipeline's producer and fetch settings): "
+    f"{ceiling['produced_per_s']:.0f} produced/s, {ceiling['consumed_per_s']:.0f} consumed/s, "
+    f"{ceiling['through_per_s']:.0f}/s end to end; round trip p50 {ceiling['round_trip_ms_p50']:.1f} ms, "
+    f"p99 {ceiling['round_trip_ms_p99']:.1f} ms.",
+    f"- Records the run stored: {stored} ({json.dumps(records)}), "
+    f"{per_decision:.2f} per decision.",
+    f"- Broker-bound ceiling = end-to-end rate / records per decision = {bound:.0f} decisions/s; "
+    f"the pipeline reached {lg['decisions_per_s']:.0f} ({(lg['decisions_per_s'] / bound * 100) if bound else 0:.0f}%).",
+    "",
+    "## CPU during the spike (% of one core, averaged over the run)",
+    "",
+    "| process | CPU |", "|---|---|",
+] + [f"| {k} | {v}% |" for k, v in cpus.items()] + [
+    "",
+    "## Broker state",
+    "",
+    f"- Broker at rest before the run: {idle_empty}% of a core with no roles of this run; "
+    f"{idle_roles}% with the six roles connected and idle.",
+    f"- Its sqlite file after the run: {broker_file}.",
+    "",
+]
+open(report, "w").write("\n".join(lines) + "\n")
+print(report)
+PY
+say "report: $REPORT"
