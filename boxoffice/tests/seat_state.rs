@@ -91,28 +91,34 @@ async fn applied_by(stack: &Stack, instances: &[&str], event: &str) -> (i64, Sea
     best
 }
 
+/// Four on-sale rounds over three writer lives: a crash, a fresh instance
+/// (a new pod), a restart of the first on its old volume; each leaves its
+/// records and markers. Returns the seats PostgreSQL holds, which the live
+/// seat-1 agrees with, and the command it applied last.
+async fn sale_over_three_writer_lives(stack: &mut Stack, api: &str, event: &str) -> (Seats, i64) {
+    on_sale_round(stack, api, event, 1).await;
+    stack.kill("seat-1");
+    stack.start("seat-processor", "seat-2").await;
+    on_sale_round(stack, api, event, 2).await;
+    stack.kill("seat-2");
+    stack.start("seat-processor", "seat-1").await;
+    on_sale_round(stack, api, event, 3).await;
+    on_sale_round(stack, api, event, 4).await;
+    let postgres = stores::settled(stack, event, &["A", "B"]).await;
+    let (applied, live) = applied_by(stack, &["seat-1"], event).await;
+    assert_eq!(
+        live, postgres,
+        "the live seat-processor agrees with PostgreSQL"
+    );
+    (postgres, applied)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_instance_restores_exactly_from_a_compacted_changelog() {
     let mut stack = Stack::new("compaction");
     let api = stack.start_all().await;
     let event = stack.create_event(&api, 2, 6, 10, 600).await;
-    on_sale_round(&stack, &api, &event, 1).await;
-    // Three writer lives: a crash, a fresh instance (a new pod), a restart
-    // of the first on its old volume; each leaves its records and markers.
-    stack.kill("seat-1");
-    stack.start("seat-processor", "seat-2").await;
-    on_sale_round(&stack, &api, &event, 2).await;
-    stack.kill("seat-2");
-    stack.start("seat-processor", "seat-1").await;
-    on_sale_round(&stack, &api, &event, 3).await;
-    on_sale_round(&stack, &api, &event, 4).await;
-
-    let postgres = stores::settled(&stack, &event, &["A", "B"]).await;
-    let (applied, live) = applied_by(&stack, &["seat-1"], &event).await;
-    assert_eq!(
-        live, postgres,
-        "the live seat-processor agrees with PostgreSQL"
-    );
+    let (postgres, applied) = sale_over_three_writer_lives(&mut stack, &api, &event).await;
     stack.stop("seat-1");
     let restored = stores::restore_from_compacted_copy(&mut stack, &event, applied).await;
     assert_eq!(
@@ -132,14 +138,7 @@ async fn restores_stay_exact_while_the_broker_compacts_the_changelog() {
     stack.use_broker(&broker);
     let api = stack.start_all().await;
     let event = stack.create_event(&api, 2, 6, 10, 600).await;
-    on_sale_round(&stack, &api, &event, 1).await;
-    stack.kill("seat-1");
-    stack.start("seat-processor", "seat-2").await;
-    on_sale_round(&stack, &api, &event, 2).await;
-    on_sale_round(&stack, &api, &event, 3).await;
-    stack.kill("seat-2");
-    stack.start("seat-processor", "seat-1").await;
-    on_sale_round(&stack, &api, &event, 4).await;
+    sale_over_three_writer_lives(&mut stack, &api, &event).await;
 
     // The broker really removed superseded records from the changelog.
     let changelog = format!("{}seat-changelog", stack.prefix);
@@ -163,12 +162,6 @@ async fn restores_stay_exact_while_the_broker_compacts_the_changelog() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let postgres = stores::settled(&stack, &event, &["A", "B"]).await;
-    let (_, live) = applied_by(&stack, &["seat-1"], &event).await;
-    assert_eq!(
-        live, postgres,
-        "the live seat-processor agrees with PostgreSQL"
-    );
     // A new pod with an empty disk restores from what compaction left when
     // its partition's next command arrives, and the sale goes on from it.
     stack.stop("seat-1");
