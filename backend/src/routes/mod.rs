@@ -83,8 +83,9 @@ pub async fn command(
             kind,
         },
     };
-    // New bookings wait their turn under overload; a buyer's confirmation or
-    // cancellation, and the organizer's commands, never do.
+    // Under overload new bookings are refused at once (docs/admission.md);
+    // a buyer's confirmation or cancellation, and the organizer's commands,
+    // never are.
     let ticket = if matches!(envelope.command.kind, CommandKind::RequestBooking { .. }) {
         let Some(ticket) = state.admission.try_admit() else {
             state
