@@ -46,8 +46,14 @@ async fn active(conn: &mut AsyncPgConnection, event: EventId) -> Vec<(String, Uu
     seats
 }
 
+/// Per write, whether the cache must follow it.
 async fn upsert(conn: &mut AsyncPgConnection, writes: &[BookingWrite<'_>]) -> Vec<bool> {
-    store::upsert_bookings(conn, writes).await.unwrap()
+    store::upsert_bookings(conn, writes)
+        .await
+        .unwrap()
+        .iter()
+        .map(Option::is_some)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

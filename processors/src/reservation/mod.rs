@@ -378,9 +378,10 @@ impl BookingRun<'_> {
             return Ok(());
         }
         let follow = store::upsert_bookings(conn, &self.writes).await?;
-        for ((slot, w), follow) in self.slots.drain(..).zip(self.writes.drain(..)).zip(follow) {
-            if follow {
-                recorded[slot] = Recorded::Booking(BookingView::new(w.booking, w.version));
+        self.writes.clear();
+        for (slot, view) in self.slots.drain(..).zip(follow) {
+            if let Some(view) = view {
+                recorded[slot] = Recorded::Booking(view);
             }
         }
         Ok(())

@@ -3,10 +3,10 @@
 //! ordered by `version` (the seat-processor command offset), so duplicates and
 //! replays never move a row backwards.
 
-use boxoffice_domain::{Booking, EventId, EventSpec, SaleState};
-use boxoffice_platform::views::{BookingTally, BookingView, EventView, sale_name};
 use std::collections::{HashMap, HashSet};
 
+use boxoffice_domain::{Booking, EventId, EventSpec, SaleState};
+use boxoffice_platform::views::{BookingTally, BookingView, EventView, sale_name};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel::{QueryableByName, sql_query};
@@ -144,22 +144,23 @@ pub struct BookingWrite<'a> {
 }
 
 /// Upserts a batch of bookings and their seats in three statements, each
-/// row unless a newer outcome already wrote it. Returns, per write, whether
-/// the cache must follow it: the last outcome of each booking in the batch
-/// (the ones before it changed nothing that stands), if it was written.
+/// row unless a newer outcome already wrote it. Returns, per write, the view
+/// the cache must follow, if any: that of the last outcome of each booking
+/// in the batch (the ones before it changed nothing that stands), if it was
+/// written.
 pub async fn upsert_bookings(
     conn: &mut AsyncPgConnection,
     writes: &[BookingWrite<'_>],
-) -> diesel::QueryResult<Vec<bool>> {
+) -> diesel::QueryResult<Vec<Option<BookingView>>> {
     let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(writes.len());
     for (i, w) in writes.iter().enumerate() {
         last.insert(w.booking.id.0, i);
     }
-    let standing: Vec<(&BookingWrite<'_>, BookingView)> = writes
+    let standing: Vec<(usize, &BookingWrite<'_>, BookingView)> = writes
         .iter()
         .enumerate()
         .filter(|(i, w)| last[&w.booking.id.0] == *i)
-        .map(|(_, w)| (w, BookingView::new(w.booking, w.version)))
+        .map(|(i, w)| (i, w, BookingView::new(w.booking, w.version)))
         .collect();
     if standing.is_empty() {
         return Ok(vec![]);
@@ -176,26 +177,26 @@ pub async fn upsert_bookings(
          WHERE bookings.version <= EXCLUDED.version \
          RETURNING id",
     )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, v)| v.id).collect::<Vec<_>>())
-    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, v)| v.event_id).collect::<Vec<_>>())
-    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, v)| v.buyer_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(standing.iter().map(|(_, v)| v.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, _, v)| v.id).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, _, v)| v.event_id).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(standing.iter().map(|(_, _, v)| v.buyer_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(standing.iter().map(|(_, _, v)| v.status.as_str()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(
-        standing.iter().map(|(_, v)| v.reject_reason.as_deref()).collect::<Vec<_>>(),
+        standing.iter().map(|(_, _, v)| v.reject_reason.as_deref()).collect::<Vec<_>>(),
     )
     .bind::<Array<Nullable<Timestamptz>>, _>(
-        standing.iter().map(|(_, v)| v.hold_expires_at).collect::<Vec<_>>(),
+        standing.iter().map(|(_, _, v)| v.hold_expires_at).collect::<Vec<_>>(),
     )
-    .bind::<Array<BigInt>, _>(standing.iter().map(|(w, _)| w.booking.total_cents).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(standing.iter().map(|(_, w, _)| w.booking.total_cents).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(
-        standing.iter().map(|(w, _)| w.booking.fingerprint.as_str()).collect::<Vec<_>>(),
+        standing.iter().map(|(_, w, _)| w.booking.fingerprint.as_str()).collect::<Vec<_>>(),
     )
     .bind::<Array<Nullable<Text>>, _>(
-        standing.iter().map(|(w, _)| w.booking.payment_reference.as_deref()).collect::<Vec<_>>(),
+        standing.iter().map(|(_, w, _)| w.booking.payment_reference.as_deref()).collect::<Vec<_>>(),
     )
-    .bind::<Array<Integer>, _>(standing.iter().map(|(w, _)| w.partition).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(standing.iter().map(|(w, _)| w.version).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(standing.iter().map(|(_, v)| v.updated_at).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(standing.iter().map(|(_, w, _)| w.partition).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(standing.iter().map(|(_, w, _)| w.version).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(standing.iter().map(|(_, _, v)| v.updated_at).collect::<Vec<_>>())
     .load(conn)
     .await?;
     let written: HashSet<Uuid> = written.into_iter().map(|r| r.id).collect();
@@ -205,7 +206,7 @@ pub async fn upsert_bookings(
     // booking keeps its seats as inactive rows (what it held).
     for active in [false, true] {
         let (mut holders, mut events, mut seats) = (Vec::new(), Vec::new(), Vec::new());
-        for (w, view) in &standing {
+        for (_, w, view) in &standing {
             if w.booking.status.is_active() != active || !written.contains(&view.id) {
                 continue;
             }
@@ -230,11 +231,13 @@ pub async fn upsert_bookings(
         .execute(conn)
         .await?;
     }
-    Ok(writes
-        .iter()
-        .enumerate()
-        .map(|(i, w)| last[&w.booking.id.0] == i && written.contains(&w.booking.id.0))
-        .collect())
+    let mut follow: Vec<Option<BookingView>> = vec![None; writes.len()];
+    for (i, _, view) in standing {
+        if written.contains(&view.id) {
+            follow[i] = Some(view);
+        }
+    }
+    Ok(follow)
 }
 
 #[derive(QueryableByName)]
