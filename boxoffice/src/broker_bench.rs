@@ -82,14 +82,10 @@ pub async fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
         args.messages, args.size
     );
 
-    let consumer: BaseConsumer = kafka::client_config(&args.common, "broker-bench-consumer")
+    let consumer: BaseConsumer = kafka::fetch_config(&args.common, "broker-bench-consumer")
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set(
-            "fetch.wait.max.ms",
-            args.common.fetch_wait_ms.max(1).to_string(),
-        )
         .create()?;
     // Assigned, not subscribed: no group join delays the first reads.
     let mut all = rdkafka::TopicPartitionList::new();

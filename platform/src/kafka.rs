@@ -26,6 +26,14 @@ pub fn client_config(common: &CommonConfig, client_id: &str) -> ClientConfig {
     c
 }
 
+/// The fetch settings of every consumer of the pipeline (and of the
+/// broker benchmark, which measures what they cost).
+pub fn fetch_config(common: &CommonConfig, client_id: &str) -> ClientConfig {
+    let mut c = client_config(common, client_id);
+    c.set("fetch.wait.max.ms", common.fetch_wait_ms.max(1).to_string());
+    c
+}
+
 /// The settings of every producer: idempotent, so retries never duplicate
 /// or reorder records within a partition (the changelog relies on it), and
 /// acknowledged only once every in-sync replica has a record.
@@ -113,7 +121,7 @@ pub fn consumer<C: ConsumerContext + 'static>(
     client_id: &str,
     context: C,
 ) -> anyhow::Result<StreamConsumer<C>> {
-    Ok(client_config(common, client_id)
+    Ok(fetch_config(common, client_id)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -126,7 +134,6 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "60000")
-        .set("fetch.wait.max.ms", common.fetch_wait_ms.max(1).to_string())
         // Statistics (consumer lag per partition) every 5 s, see ConsumerLag.
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)?)
