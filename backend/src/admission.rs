@@ -93,9 +93,9 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the order of arrivals and departures, from any number of
-        /// threads, new bookings in flight never exceed the limit and every
-        /// ticket gives its place back.
+        /// Whatever the order of arrivals and departures, new bookings in
+        /// flight never exceed the limit, one is refused only when it is
+        /// reached, and every ticket gives its place back (threads: below).
         #[test]
         fn in_flight_never_exceeds_the_limit(
             max in 1usize..16,
