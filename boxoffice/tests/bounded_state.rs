@@ -244,7 +244,7 @@ async fn refusals_are_forgotten_and_a_finished_event_is_retired() {
     let epoch = view["epoch"].as_i64().unwrap();
     assert_eq!(
         live,
-        vec![&format!("n{epoch}/e/{event}")],
+        vec![&format!("v4/{epoch}/e/{event}")],
         "only the retired event record is live on the changelog"
     );
     assert!(

@@ -8,7 +8,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use boxoffice_domain::{EventId, SeatStatus};
 use boxoffice_platform::messages::{StateRecord, decode_state};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -103,7 +102,6 @@ async fn assert_stores_agree(stack: &Stack, api: &str, event: &str, seat_instanc
     )
     .await;
     let spec: boxoffice_domain::EventSpec = serde_json::from_value(detail["spec"].clone()).unwrap();
-    let layout = boxoffice_domain::SeatMap::new(EventId(event_uuid), spec.clone());
     // Per partition, the instance that applied the most.
     let mut newest: BTreeMap<String, (i64, BTreeMap<String, uuid::Uuid>)> = BTreeMap::new();
     for instance in seat_instances {
@@ -119,13 +117,16 @@ async fn assert_stores_agree(stack: &Stack, api: &str, event: &str, seat_instanc
             let entry = per_partition.entry(partition.to_owned()).or_default();
             if rest == "#applied" {
                 entry.0 = i64::from_be_bytes(v.as_ref().try_into().unwrap());
-            } else if rest.starts_with(&format!("s/{event}/"))
-                && let StateRecord::Seat { index, status, .. } = decode_state(&v).unwrap()
-                && let SeatStatus::Held(b) | SeatStatus::Sold(b) = status
+            } else if rest.starts_with("b/")
+                && let StateRecord::Booking(b) = decode_state(&v).unwrap()
+                && b.event_id.0 == event_uuid
+                && b.status.is_active()
             {
-                entry
-                    .1
-                    .insert(layout.seat_at(index as usize).to_string(), b.0);
+                // A seat is taken by the active booking that lists it.
+                for seat in b.seats {
+                    let twice = entry.1.insert(seat.to_string(), b.id.0);
+                    assert!(twice.is_none(), "seat {seat} in two active bookings");
+                }
             }
         }
         for (p, (applied, seats)) in per_partition {

@@ -290,29 +290,37 @@ pub enum Outcome {
 }
 
 /// One piece of state that changed, for the RocksDB store and the changelog.
+///
+/// Seats are not state of their own: a seat is held or sold by the active
+/// booking that lists it, so the bookings alone rebuild every seat
+/// ([`SeatMap::from_parts`]) and a booking costs one changelog record, not
+/// one per seat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateChange {
-    /// The event itself; `retired` once its seats and bookings were dropped.
+    /// The event itself; `retired` once its bookings were dropped.
     Event {
         spec: EventSpec,
         sale: SaleState,
         retired: bool,
     },
-    Seat {
-        index: u32,
-        status: SeatStatus,
-    },
     Booking(Booking),
-    /// A piece of state that no longer exists (an expired refusal, the
-    /// seats and bookings of a retired event).
-    Forgotten(StateKey),
+    /// A booking that no longer exists (an expired refusal, the bookings of
+    /// a retired event).
+    Forgotten(BookingId),
 }
 
-/// What a [`StateChange::Forgotten`] removes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StateKey {
-    Seat(u32),
-    Booking(BookingId),
+/// Stored parts that cannot be one event's state: two active bookings list
+/// the same seat, or a booking lists a seat the venue does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartsError {
+    #[error("seat {seat} is taken by both booking {first} and booking {second}")]
+    SeatTakenTwice {
+        seat: SeatId,
+        first: BookingId,
+        second: BookingId,
+    },
+    #[error("booking {booking} lists seat {seat}, which the venue does not have")]
+    NoSuchSeat { seat: SeatId, booking: BookingId },
 }
 
 /// The result of applying one command.
@@ -346,22 +354,58 @@ impl SeatMap {
     /// A new event with every seat free.
     pub fn new(event_id: EventId, spec: EventSpec) -> Self {
         let capacity = spec.venue.capacity();
-        Self::from_parts(
+        Self::with_seats(
             event_id,
             spec,
             SaleState::Scheduled,
             vec![SeatStatus::Free; capacity],
-            [],
+            HashMap::new(),
         )
     }
 
-    /// Rebuilds a seat map from stored parts (restore after a restart).
+    /// Rebuilds a seat map from stored parts (restore after a restart): the
+    /// seats are those of its active bookings, held while the booking is
+    /// held and sold once it is confirmed.
     pub fn from_parts(
         event_id: EventId,
         spec: EventSpec,
         sale: SaleState,
-        seats: Vec<SeatStatus>,
         bookings: impl IntoIterator<Item = Booking>,
+    ) -> Result<Self, PartsError> {
+        let mut map = Self::new(event_id, spec);
+        map.sale = sale;
+        let bookings: HashMap<_, _> = bookings.into_iter().map(|b| (b.id, b)).collect();
+        for b in bookings.values().filter(|b| b.status.is_active()) {
+            let status = match b.status {
+                BookingStatus::Held => SeatStatus::Held(b.id),
+                _ => SeatStatus::Sold(b.id),
+            };
+            for seat in &b.seats {
+                let i = map.seat_index(seat).ok_or_else(|| PartsError::NoSuchSeat {
+                    seat: seat.clone(),
+                    booking: b.id,
+                })?;
+                if let Some(first) = map.seats[i].booking() {
+                    let (first, second) = (first.min(b.id), first.max(b.id));
+                    return Err(PartsError::SeatTakenTwice {
+                        seat: seat.clone(),
+                        first,
+                        second,
+                    });
+                }
+                map.seats[i] = status;
+            }
+        }
+        let seats = std::mem::take(&mut map.seats);
+        Ok(Self::with_seats(event_id, map.spec, sale, seats, bookings))
+    }
+
+    fn with_seats(
+        event_id: EventId,
+        spec: EventSpec,
+        sale: SaleState,
+        seats: Vec<SeatStatus>,
+        bookings: HashMap<BookingId, Booking>,
     ) -> Self {
         let mut offset = 0;
         let row_offsets = spec
@@ -379,7 +423,6 @@ impl SeatMap {
                     .collect()
             })
             .collect();
-        let bookings: HashMap<_, _> = bookings.into_iter().map(|b| (b.id, b)).collect();
         let mut seats_per_buyer = HashMap::new();
         for b in bookings.values().filter(|b| b.status.is_active()) {
             *seats_per_buyer.entry(b.buyer).or_insert(0) += b.seats.len();
@@ -400,7 +443,7 @@ impl SeatMap {
 
     /// A retired event: it keeps its spec and refuses every command.
     pub fn retired(event_id: EventId, spec: EventSpec, sale: SaleState) -> Self {
-        let mut map = Self::from_parts(event_id, spec, sale, vec![], []);
+        let mut map = Self::with_seats(event_id, spec, sale, vec![], HashMap::new());
         map.retired = true;
         map
     }
@@ -415,23 +458,11 @@ impl SeatMap {
         !self.retired && at_ms > end.saturating_add(RETIRE_AFTER_MS)
     }
 
-    /// Retires the event: every taken seat and every booking is forgotten.
+    /// Retires the event: every booking, and so every taken seat, is forgotten.
     pub fn retire(&mut self) -> Vec<StateChange> {
-        let mut changes: Vec<StateChange> = self
-            .seats
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s != SeatStatus::Free)
-            .map(|(i, _)| {
-                StateChange::Forgotten(StateKey::Seat(u32::try_from(i).expect("capacity fits u32")))
-            })
-            .collect();
         let mut ids: Vec<BookingId> = self.bookings.keys().copied().collect();
         ids.sort_unstable();
-        changes.extend(
-            ids.into_iter()
-                .map(|b| StateChange::Forgotten(StateKey::Booking(b))),
-        );
+        let mut changes: Vec<StateChange> = ids.into_iter().map(StateChange::Forgotten).collect();
         *self = Self::retired(self.event_id, self.spec.clone(), self.sale);
         changes.push(StateChange::Event {
             spec: self.spec.clone(),
@@ -449,7 +480,7 @@ impl SeatMap {
         {
             self.refusals.pop_first();
             self.bookings.remove(&id);
-            changes.push(StateChange::Forgotten(StateKey::Booking(id)));
+            changes.push(StateChange::Forgotten(id));
         }
         changes
     }
@@ -713,9 +744,9 @@ impl SeatMap {
                     payment_reference: None,
                     updated_at_ms: at,
                 };
-                let mut changes = self.set_seats(&indices, SeatStatus::Held(booking_id));
+                self.set_seats(&indices, SeatStatus::Held(booking_id));
                 *self.seats_per_buyer.entry(buyer).or_insert(0) += indices.len();
-                changes.push(StateChange::Booking(booking.clone()));
+                let changes = vec![StateChange::Booking(booking.clone())];
                 self.bookings.insert(booking_id, booking.clone());
                 Transition {
                     changes,
@@ -836,15 +867,14 @@ impl SeatMap {
             ),
             BookingStatus::Held => {
                 let indices = self.indices_of(booking_id);
-                let mut changes = self.set_seats(&indices, SeatStatus::Sold(booking_id));
+                self.set_seats(&indices, SeatStatus::Sold(booking_id));
                 let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
                 booking.status = BookingStatus::Confirmed;
                 booking.payment_reference = Some(payment_reference.to_owned());
                 booking.updated_at_ms = at;
                 let booking = booking.clone();
-                changes.push(StateChange::Booking(booking.clone()));
                 Transition {
-                    changes,
+                    changes: vec![StateChange::Booking(booking.clone())],
                     outcomes: vec![Outcome::Booking {
                         booking_id,
                         booking: Some(booking),
@@ -930,7 +960,7 @@ impl SeatMap {
         rejection: Option<RejectReason>,
     ) -> Transition {
         let indices = self.indices_of(booking_id);
-        let mut changes = self.set_seats(&indices, SeatStatus::Free);
+        self.set_seats(&indices, SeatStatus::Free);
         let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
         booking.status = status;
         booking.updated_at_ms = at;
@@ -941,9 +971,8 @@ impl SeatMap {
                 self.seats_per_buyer.remove(&booking.buyer);
             }
         }
-        changes.push(StateChange::Booking(booking.clone()));
         Transition {
-            changes,
+            changes: vec![StateChange::Booking(booking.clone())],
             outcomes: vec![Outcome::Booking {
                 booking_id,
                 booking: Some(booking),
@@ -960,17 +989,10 @@ impl SeatMap {
             .collect()
     }
 
-    fn set_seats(&mut self, indices: &[usize], status: SeatStatus) -> Vec<StateChange> {
-        indices
-            .iter()
-            .map(|i| {
-                self.seats[*i] = status;
-                StateChange::Seat {
-                    index: u32::try_from(*i).expect("capacity fits u32"),
-                    status,
-                }
-            })
-            .collect()
+    fn set_seats(&mut self, indices: &[usize], status: SeatStatus) {
+        for i in indices {
+            self.seats[*i] = status;
+        }
     }
 }
 

@@ -176,6 +176,9 @@ pub enum StateRecord {
         /// Retired: its seats and bookings are gone, every command refused.
         retired: bool,
     },
+    /// One seat, as changelog layouts before v4 wrote it. Seats are derived
+    /// from the bookings now (docs/seat-state-protocol.md): a restore reads
+    /// and ignores these records, and nothing writes them.
     Seat {
         event_id: EventId,
         index: u32,
@@ -191,8 +194,8 @@ pub enum StateRecord {
     Claim {
         writer: String,
     },
-    /// The key no longer exists (an expired refusal, a retired event's seats
-    /// and bookings); forgotten by the command at `at_ms`.
+    /// The key no longer exists (an expired refusal, a retired event's
+    /// bookings); forgotten by the command at `at_ms`.
     Forgotten {
         at_ms: i64,
     },
@@ -212,11 +215,6 @@ impl StateRecord {
                 spec,
                 sale,
                 retired,
-            },
-            StateChange::Seat { index, status } => Self::Seat {
-                event_id,
-                index,
-                status,
             },
             StateChange::Booking(b) => Self::Booking(b),
             StateChange::Forgotten(_) => Self::Forgotten { at_ms },

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -399,10 +399,7 @@ fn a_refusal_answers_retries_for_its_ttl_and_is_then_forgotten() {
             booking_id: booking(9),
         },
     ));
-    assert_eq!(
-        later.changes,
-        vec![StateChange::Forgotten(StateKey::Booking(booking(2)))]
-    );
+    assert_eq!(later.changes, vec![StateChange::Forgotten(booking(2))]);
     assert_eq!(m.booking(booking(2)), None);
     // The same key is now a new request, decided afresh.
     let (b, reason) = single(&m.apply(&cmd(12 + REFUSAL_TTL_MS, taken())));
@@ -428,9 +425,8 @@ fn an_event_over_long_enough_is_retired_and_refuses_everything() {
     assert!(!m.retire_due(end));
     assert!(m.retire_due(end + 1));
     let changes = m.retire();
-    assert!(changes.contains(&StateChange::Forgotten(StateKey::Seat(0))));
-    assert!(changes.contains(&StateChange::Forgotten(StateKey::Booking(booking(1)))));
-    assert!(changes.contains(&StateChange::Forgotten(StateKey::Booking(booking(2)))));
+    assert!(changes.contains(&StateChange::Forgotten(booking(1))));
+    assert!(changes.contains(&StateChange::Forgotten(booking(2))));
     assert_eq!(
         changes.last(),
         Some(&StateChange::Event {
@@ -471,6 +467,49 @@ fn an_event_over_long_enough_is_retired_and_refuses_everything() {
         },
     ));
     assert_eq!(single(&t), (None, Some(RejectReason::UnknownBooking)));
+}
+
+#[test]
+fn stored_bookings_that_cannot_be_one_state_are_refused() {
+    let mut m = map();
+    single(&m.apply(&cmd(
+        1,
+        request(1, 1, Selection::Seats(vec![seat("A-1-1")])),
+    )));
+    let held = m.booking(booking(1)).unwrap().clone();
+    let mut twin = held.clone();
+    twin.id = booking(2);
+    twin.buyer = buyer(2);
+    assert_eq!(
+        SeatMap::from_parts(
+            event(),
+            spec(),
+            SaleState::Open,
+            [held.clone(), twin.clone()]
+        ),
+        Err(PartsError::SeatTakenTwice {
+            seat: seat("A-1-1"),
+            first: booking(1),
+            second: booking(2)
+        })
+    );
+    // A released booking keeps its seat list but not its seats.
+    twin.status = BookingStatus::Cancelled;
+    let rebuilt =
+        SeatMap::from_parts(event(), spec(), SaleState::Open, [held.clone(), twin]).unwrap();
+    assert_eq!(
+        rebuilt.status(&seat("A-1-1")),
+        Some(SeatStatus::Held(booking(1)))
+    );
+    let mut stray = held;
+    stray.seats = vec![seat("Q-9-9")];
+    assert_eq!(
+        SeatMap::from_parts(event(), spec(), SaleState::Open, [stray]),
+        Err(PartsError::NoSuchSeat {
+            seat: seat("Q-9-9"),
+            booking: booking(1)
+        })
+    );
 }
 
 #[test]
@@ -563,33 +602,23 @@ fn assert_consistent(m: &SeatMap) -> Result<(), TestCaseError> {
 }
 
 /// Rebuilds a seat map from nothing but the state changes, as a restore
-/// from the changelog does.
+/// from the changelog does: the seats come from the bookings alone.
 fn rebuild(changes: &[StateChange]) -> SeatMap {
     let mut meta = (spec(), SaleState::Scheduled);
-    let mut seats = BTreeMap::new();
     let mut bookings = HashMap::new();
     for c in changes {
         match c {
             StateChange::Event { spec, sale, .. } => meta = (spec.clone(), *sale),
-            StateChange::Seat { index, status } => {
-                seats.insert(*index, *status);
-            }
             StateChange::Booking(b) => {
                 bookings.insert(b.id, b.clone());
             }
-            StateChange::Forgotten(StateKey::Seat(index)) => {
-                seats.remove(index);
-            }
-            StateChange::Forgotten(StateKey::Booking(id)) => {
+            StateChange::Forgotten(id) => {
                 bookings.remove(id);
             }
         }
     }
-    let mut all = vec![SeatStatus::Free; meta.0.venue.capacity()];
-    for (i, s) in seats {
-        all[i as usize] = s;
-    }
-    SeatMap::from_parts(event(), meta.0, meta.1, all, bookings.into_values())
+    SeatMap::from_parts(event(), meta.0, meta.1, bookings.into_values())
+        .expect("the changes of one seat map are consistent")
 }
 
 proptest! {

@@ -6,9 +6,9 @@
 //!   epoch is that record's offset, so epochs are unique and ordered by the
 //!   broker, with no coordination;
 //! - every record it writes is keyed inside its epoch's namespace
-//!   (`n<epoch>/...`), so a writer never overwrites another's keys and a
+//!   (`v4/<epoch>/...`), so a writer never overwrites another's keys and a
 //!   zombie's late writes can only land in its own, older namespace;
-//! - a namespace counts once it has a marker (`n<epoch>/applied`), written
+//! - a namespace counts once it has a marker (`v4/<epoch>/applied`), written
 //!   only after every record before it was acknowledged; a record of a batch
 //!   whose marker is missing stands for the value it replaced (`previous`);
 //! - a key that stops existing gets a `Forgotten` value (it carries `batch`
@@ -28,6 +28,15 @@ use super::store::record_key;
 pub const CLAIM_KEY: &str = "claim";
 /// The last part of a namespace's marker key.
 const MARKER: &str = "applied";
+/// Where this layout's namespaces start: `v4/<epoch>/...`. Layout v4 writes
+/// no seat records (seats are derived from the bookings), so a version that
+/// still reads seats from the changelog must not restore from it: such a
+/// version takes these keys for records from before epochs and refuses the
+/// partition instead of seeing every seat free.
+const LAYOUT: &str = "v4/";
+/// The namespaces of layout v3 (`n<epoch>/...`): still read, their seat
+/// records ignored.
+const LAYOUT_V3: &str = "n";
 
 /// The key of `record` in `epoch`'s namespace.
 pub fn key(epoch: i64, record: &StateRecord) -> String {
@@ -56,7 +65,7 @@ pub fn marker_key(epoch: i64) -> String {
 }
 
 fn namespaced(epoch: i64, rest: &str) -> String {
-    format!("n{epoch}/{rest}")
+    format!("{LAYOUT}{epoch}/{rest}")
 }
 
 /// What a changelog key is.
@@ -75,7 +84,8 @@ fn parse_key(key: &str) -> Key<'_> {
     if key == CLAIM_KEY {
         return Key::Claim;
     }
-    key.strip_prefix('n')
+    key.strip_prefix(LAYOUT)
+        .or_else(|| key.strip_prefix(LAYOUT_V3))
         .and_then(|k| k.split_once('/'))
         .and_then(|(epoch, rest)| Some((epoch.parse().ok()?, rest)))
         .map_or(Key::Legacy, |(epoch, rest)| Key::Namespaced { epoch, rest })
@@ -119,7 +129,7 @@ pub enum FoldError {
 /// Folds a changelog into the state a writer of epoch `mine` restores.
 /// `mine` is the restorer's own epoch (`i64::MAX` to just read the newest).
 pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Found, FoldError> {
-    let mut spaces: BTreeMap<i64, HashMap<String, Option<ChangelogRecord>>> = BTreeMap::new();
+    let mut spaces: BTreeMap<i64, Space> = BTreeMap::new();
     for entry in entries {
         match parse_key(&entry.key) {
             Key::Claim => {}
@@ -132,10 +142,11 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
                 });
             }
             Key::Namespaced { epoch, rest } => {
+                let rest = rest.to_owned();
                 spaces
                     .entry(epoch)
                     .or_default()
-                    .insert(rest.to_owned(), entry.value);
+                    .insert(rest, (entry.key, entry.value));
             }
         }
     }
@@ -146,12 +157,12 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
         return Err(FoldError::Superseded { epoch });
     }
     let mut found = Found::default();
-    for (epoch, space) in spaces.range(..mine) {
+    for space in spaces.range(..mine).map(|(_, space)| space) {
         found.stale.extend(
             space
-                .iter()
+                .values()
                 .filter(|(_, v)| v.is_some())
-                .map(|(rest, _)| namespaced(*epoch, rest)),
+                .map(|(key, _)| key.clone()),
         );
     }
     let Some((epoch, space, applied)) = spaces
@@ -163,7 +174,7 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
     };
     found.epoch = Some(epoch);
     found.applied = (applied >= 0).then_some(applied);
-    for (rest, value) in space {
+    for (rest, (_, value)) in space {
         let Some(record) = value else { continue };
         if rest == MARKER {
             continue;
@@ -183,13 +194,20 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
     Ok(found)
 }
 
+/// One epoch's namespace: the latest record per key (the part after the
+/// namespace), with the key as written.
+type Space = HashMap<String, (String, Option<ChangelogRecord>)>;
+
 /// The offset a namespace's marker says it reflects.
-fn applied_of(space: &HashMap<String, Option<ChangelogRecord>>) -> Option<i64> {
+fn applied_of(space: &Space) -> Option<i64> {
     match space.get(MARKER) {
-        Some(Some(ChangelogRecord {
-            body: StateRecord::Applied { offset },
-            ..
-        })) => Some(*offset),
+        Some((
+            _,
+            Some(ChangelogRecord {
+                body: StateRecord::Applied { offset },
+                ..
+            }),
+        )) => Some(*offset),
         _ => None,
     }
 }

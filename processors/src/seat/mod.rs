@@ -652,7 +652,7 @@ fn apply_message(
 /// The local key and record of a state change.
 fn change_record(event_id: EventId, at_ms: i64, change: StateChange) -> (String, StateRecord) {
     let forgotten = match &change {
-        StateChange::Forgotten(k) => Some(store::state_key(event_id, *k)),
+        StateChange::Forgotten(b) => Some(store::booking_key(*b)),
         _ => None,
     };
     let record = StateRecord::of_change(event_id, at_ms, change);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use boxoffice_domain::SeatStatus;
 use boxoffice_platform::config::{CommonConfig, Topics};
 use boxoffice_platform::kafka;
 use boxoffice_platform::messages::{ChangelogRecord, StateRecord, decode_changelog};
@@ -101,7 +100,7 @@ async fn try_restore(
     .await
     .context("claiming the partition")?;
 
-    let (found, commands) = {
+    let (mut found, commands) = {
         let (common, topics) = (common.clone(), topics.clone());
         tokio::task::spawn_blocking(move || read(&common, &topics, partition, epoch))
             .await
@@ -109,20 +108,16 @@ async fn try_restore(
     };
     let next_command = check_commands(partition, found.applied, commands)?;
 
-    // The snapshot: live state only (a free seat is the default).
+    // Seats come from the bookings; an older layout's seat records are
+    // left behind with its namespace.
+    found
+        .state
+        .retain(|_, r| !matches!(r, StateRecord::Seat { .. }));
+    // The snapshot: live state only.
     let batch = found.applied.unwrap_or(-1);
     let snapshot: Vec<(String, Option<ChangelogRecord>)> = found
         .state
         .values()
-        .filter(|r| {
-            !matches!(
-                r,
-                StateRecord::Seat {
-                    status: SeatStatus::Free,
-                    ..
-                }
-            )
-        })
         .map(|body| {
             let record = ChangelogRecord {
                 epoch,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
-use boxoffice_domain::{Booking, EventId, EventSpec, SaleState, SeatMap, SeatStatus, StateKey};
+use boxoffice_domain::{Booking, BookingId, EventId, EventSpec, SaleState, SeatMap};
 use boxoffice_platform::messages::{StateRecord, decode_state, encode_state};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
@@ -63,10 +63,11 @@ fn put_all(
 pub fn record_key(record: &StateRecord) -> String {
     match record {
         StateRecord::Event { event_id, .. } => format!("e/{event_id}"),
+        // Only read from older layouts; kept apart from every live key.
         StateRecord::Seat {
             event_id, index, ..
-        } => state_key(*event_id, StateKey::Seat(*index)),
-        StateRecord::Booking(b) => state_key(b.event_id, StateKey::Booking(b.id)),
+        } => format!("s/{event_id}/{index:08}"),
+        StateRecord::Booking(b) => booking_key(b.id),
         StateRecord::Applied { .. } => "applied".to_owned(),
         StateRecord::Claim { .. } => "claim".to_owned(),
         StateRecord::Forgotten { .. } => {
@@ -75,12 +76,9 @@ pub fn record_key(record: &StateRecord) -> String {
     }
 }
 
-/// The key of the seat or booking a [`StateKey`] names.
-pub fn state_key(event_id: EventId, key: StateKey) -> String {
-    match key {
-        StateKey::Seat(index) => format!("s/{event_id}/{index:08}"),
-        StateKey::Booking(b) => format!("b/{b}"),
-    }
+/// The key of a booking.
+pub fn booking_key(booking: BookingId) -> String {
+    format!("b/{booking}")
 }
 
 impl Store {
@@ -155,11 +153,12 @@ impl Store {
             .collect()
     }
 
-    /// Loads every seat map of a partition.
+    /// Loads every seat map of a partition. Its seats are those of its
+    /// active bookings; records of seats that older layouts wrote are
+    /// ignored.
     pub fn load(&self, partition: i32) -> anyhow::Result<HashMap<EventId, SeatMap>> {
         let p = prefix(partition);
         let mut events: HashMap<EventId, (EventSpec, SaleState, bool)> = HashMap::new();
-        let mut seats: HashMap<EventId, Vec<(u32, SeatStatus)>> = HashMap::new();
         let mut bookings: HashMap<EventId, Vec<Booking>> = HashMap::new();
         for item in self
             .db
@@ -183,39 +182,27 @@ impl Store {
                 } => {
                     events.insert(event_id, (spec, sale, retired));
                 }
-                StateRecord::Seat {
-                    event_id,
-                    index,
-                    status,
-                } => seats.entry(event_id).or_default().push((index, status)),
                 StateRecord::Booking(b) => bookings.entry(b.event_id).or_default().push(b),
-                StateRecord::Applied { .. }
+                StateRecord::Seat { .. }
+                | StateRecord::Applied { .. }
                 | StateRecord::Claim { .. }
                 | StateRecord::Forgotten { .. } => {}
             }
         }
-        Ok(events
+        events
             .into_iter()
             .map(|(id, (spec, sale, retired))| {
                 if retired {
-                    return (id, SeatMap::retired(id, spec, sale));
+                    return Ok((id, SeatMap::retired(id, spec, sale)));
                 }
-                let mut all = vec![SeatStatus::Free; spec.venue.capacity()];
-                for (index, status) in seats.remove(&id).unwrap_or_default() {
-                    if let Some(slot) = all.get_mut(index as usize) {
-                        *slot = status;
-                    }
-                }
-                let map = SeatMap::from_parts(
-                    id,
-                    spec,
-                    sale,
-                    all,
-                    bookings.remove(&id).unwrap_or_default(),
-                );
-                (id, map)
+                let map =
+                    SeatMap::from_parts(id, spec, sale, bookings.remove(&id).unwrap_or_default())
+                        .with_context(|| {
+                        format!("partition {partition} holds no consistent state for event {id}")
+                    })?;
+                Ok((id, map))
             })
-            .collect())
+            .collect()
     }
 
     /// The partitions the local copy holds anything for.

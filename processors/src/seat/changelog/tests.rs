@@ -443,3 +443,47 @@ fn records_from_before_epochs_are_refused_not_guessed() {
         Err(FoldError::Legacy { offset: 0, .. })
     ));
 }
+
+#[test]
+fn a_layout_v3_namespace_is_restored_and_retired_under_its_own_keys() {
+    // Written by the previous version: `n<epoch>/...`, seats included.
+    let v3 = |rest: &str| format!("n0/{rest}");
+    let log = vec![
+        claim(0),
+        LogEntry {
+            offset: 1,
+            key: v3(&record_key(&seat(1, 9))),
+            value: Some(record(0, 2, seat(1, 9), None)),
+        },
+        LogEntry {
+            offset: 2,
+            key: v3("applied"),
+            value: Some(marker(0, 2).1),
+        },
+        claim(3),
+    ];
+    let found = fold(log, 3).unwrap();
+    assert_eq!((found.epoch, found.applied), (Some(0), Some(2)));
+    assert_eq!(state_of(&found), State::from([(1, 9)]));
+    let mut stale = found.stale.clone();
+    stale.sort();
+    assert_eq!(stale, vec![v3("applied"), v3(&record_key(&seat(1, 9)))]);
+}
+
+#[test]
+fn this_layout_is_not_mistaken_for_v3_by_the_previous_version() {
+    // The previous version parsed `n<epoch>/` as a namespace and refused
+    // every other key (except `claim`). A v3 reader that restored from a v4
+    // namespace would find no seat records and take every seat for free.
+    for k in [key(7, &seat(1, 9)), marker_key(7)] {
+        assert!(k.starts_with("v4/7/"), "{k}");
+        assert!(!k.starts_with('n') && k != CLAIM_KEY, "{k}");
+    }
+    assert_eq!(
+        parse_key(&marker_key(7)),
+        Key::Namespaced {
+            epoch: 7,
+            rest: "applied"
+        }
+    );
+}
