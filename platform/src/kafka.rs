@@ -41,7 +41,7 @@ fn producer_config(common: &CommonConfig, client_id: &str) -> ClientConfig {
     let mut c = client_config(common, client_id);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2");
+        .set("linger.ms", common.linger_ms.to_string());
     c
 }
 
@@ -403,6 +403,7 @@ mod tests {
             instance: None,
             kafka_brokers: "b:9092".into(),
             fetch_wait_ms: 20,
+            linger_ms: 2,
             topic_prefix: "x-".into(),
             partitions: 12,
             replication_factor,
