@@ -1,6 +1,6 @@
 //! The seat-processor's pure work per command: best-available allocation on
 //! a large section, and `SeatMap::apply` on a 10,000-seat event half sold.
-//! Run: `cargo bench -p boxoffice-domain` (results: bench/results/).
+//! Run: `cargo bench --workspace --bench seatmap` (results: bench/results/).
 
 use std::hint::black_box;
 

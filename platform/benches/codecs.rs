@@ -1,6 +1,6 @@
 //! The Avro codecs of the pipeline's messages, per message: a booking
 //! request (API -> seat-processor), its outcome (-> reservation-processor)
-//! and its changelog record. Run: `cargo bench -p boxoffice-platform`.
+//! and its changelog record. Run: `cargo bench --workspace --bench codecs`.
 
 use std::hint::black_box;
 
