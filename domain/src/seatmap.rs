@@ -372,10 +372,11 @@ impl SeatMap {
         sale: SaleState,
         bookings: impl IntoIterator<Item = Booking>,
     ) -> Result<Self, PartsError> {
-        let mut map = Self::new(event_id, spec);
-        map.sale = sale;
-        let bookings: HashMap<_, _> = bookings.into_iter().map(|b| (b.id, b)).collect();
-        for b in bookings.values().filter(|b| b.status.is_active()) {
+        let capacity = spec.venue.capacity();
+        let bookings = bookings.into_iter().map(|b| (b.id, b)).collect();
+        let mut map = Self::with_seats(event_id, spec, sale, Vec::new(), bookings);
+        let mut seats = vec![SeatStatus::Free; capacity];
+        for b in map.bookings.values().filter(|b| b.status.is_active()) {
             let status = match b.status {
                 BookingStatus::Held => SeatStatus::Held(b.id),
                 _ => SeatStatus::Sold(b.id),
@@ -385,7 +386,7 @@ impl SeatMap {
                     seat: seat.clone(),
                     booking: b.id,
                 })?;
-                if let Some(first) = map.seats[i].booking() {
+                if let Some(first) = seats[i].booking() {
                     let (first, second) = (first.min(b.id), first.max(b.id));
                     return Err(PartsError::SeatTakenTwice {
                         seat: seat.clone(),
@@ -393,11 +394,11 @@ impl SeatMap {
                         second,
                     });
                 }
-                map.seats[i] = status;
+                seats[i] = status;
             }
         }
-        let seats = std::mem::take(&mut map.seats);
-        Ok(Self::with_seats(event_id, map.spec, sale, seats, bookings))
+        map.seats = seats;
+        Ok(map)
     }
 
     fn with_seats(
