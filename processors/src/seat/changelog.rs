@@ -73,6 +73,8 @@ fn namespaced(epoch: i64, rest: &str) -> String {
 enum Key<'a> {
     Claim,
     Namespaced {
+        /// The prefix it was written with ([`LAYOUT`] or [`LAYOUT_V3`]).
+        layout: &'static str,
         epoch: i64,
         rest: &'a str,
     },
@@ -84,11 +86,17 @@ fn parse_key(key: &str) -> Key<'_> {
     if key == CLAIM_KEY {
         return Key::Claim;
     }
-    key.strip_prefix(LAYOUT)
-        .or_else(|| key.strip_prefix(LAYOUT_V3))
-        .and_then(|k| k.split_once('/'))
-        .and_then(|(epoch, rest)| Some((epoch.parse().ok()?, rest)))
-        .map_or(Key::Legacy, |(epoch, rest)| Key::Namespaced { epoch, rest })
+    [LAYOUT, LAYOUT_V3]
+        .into_iter()
+        .find_map(|layout| {
+            let (epoch, rest) = key.strip_prefix(layout)?.split_once('/')?;
+            Some(Key::Namespaced {
+                layout,
+                epoch: epoch.parse().ok()?,
+                rest,
+            })
+        })
+        .unwrap_or(Key::Legacy)
 }
 
 /// One record as read from the changelog, in log order; `value` is `None`
@@ -141,12 +149,19 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
                     key: entry.key,
                 });
             }
-            Key::Namespaced { epoch, rest } => {
-                let rest = rest.to_owned();
+            Key::Namespaced {
+                layout,
+                epoch,
+                rest,
+            } => {
                 spaces
                     .entry(epoch)
-                    .or_default()
-                    .insert(rest, (entry.key, entry.value));
+                    .or_insert_with(|| Space {
+                        layout,
+                        records: HashMap::new(),
+                    })
+                    .records
+                    .insert(rest.to_owned(), entry.value);
             }
         }
     }
@@ -157,12 +172,13 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
         return Err(FoldError::Superseded { epoch });
     }
     let mut found = Found::default();
-    for space in spaces.range(..mine).map(|(_, space)| space) {
+    for (epoch, space) in spaces.range(..mine) {
         found.stale.extend(
             space
-                .values()
+                .records
+                .iter()
                 .filter(|(_, v)| v.is_some())
-                .map(|(key, _)| key.clone()),
+                .map(|(rest, _)| format!("{}{epoch}/{rest}", space.layout)),
         );
     }
     let Some((epoch, space, applied)) = spaces
@@ -174,7 +190,7 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
     };
     found.epoch = Some(epoch);
     found.applied = (applied >= 0).then_some(applied);
-    for (rest, (_, value)) in space {
+    for (rest, value) in &space.records {
         let Some(record) = value else { continue };
         if rest == MARKER {
             continue;
@@ -194,20 +210,20 @@ pub fn fold(entries: impl IntoIterator<Item = LogEntry>, mine: i64) -> Result<Fo
     Ok(found)
 }
 
-/// One epoch's namespace: the latest record per key (the part after the
-/// namespace), with the key as written.
-type Space = HashMap<String, (String, Option<ChangelogRecord>)>;
+/// One epoch's namespace: the layout it was written in, and the latest
+/// record per key (the part after the namespace).
+struct Space {
+    layout: &'static str,
+    records: HashMap<String, Option<ChangelogRecord>>,
+}
 
 /// The offset a namespace's marker says it reflects.
 fn applied_of(space: &Space) -> Option<i64> {
-    match space.get(MARKER) {
-        Some((
-            _,
-            Some(ChangelogRecord {
-                body: StateRecord::Applied { offset },
-                ..
-            }),
-        )) => Some(*offset),
+    match space.records.get(MARKER) {
+        Some(Some(ChangelogRecord {
+            body: StateRecord::Applied { offset },
+            ..
+        })) => Some(*offset),
         _ => None,
     }
 }

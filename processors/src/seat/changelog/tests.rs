@@ -482,6 +482,7 @@ fn this_layout_is_not_mistaken_for_v3_by_the_previous_version() {
     assert_eq!(
         parse_key(&marker_key(7)),
         Key::Namespaced {
+            layout: LAYOUT,
             epoch: 7,
             rest: "applied"
         }
