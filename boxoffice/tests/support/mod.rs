@@ -327,32 +327,13 @@ impl Stack {
             201 => {}
             // Not decided within the API's deadline (a first takeover on a
             // busy machine): follow the poll URL, as a client does.
-            202 => self.await_event(api, &id).await,
+            202 => {
+                let url = format!("{api}/api/events/{id}");
+                wait_status(self, &url, None, 200, Duration::from_secs(30)).await;
+            }
             _ => panic!("event creation: {status} {json}"),
         }
         id
-    }
-
-    /// Waits until `GET /api/events/{id}` finds the event created.
-    async fn await_event(&self, api: &str, id: &str) {
-        let started = Instant::now();
-        loop {
-            let res = self
-                .http
-                .get(format!("{api}/api/events/{id}"))
-                .send()
-                .await
-                .unwrap();
-            if res.status() == 200 {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "event {id} not created within 30 s of its 202: {}",
-                res.status()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// A `boxoffice` subcommand run to completion; its stdout.
