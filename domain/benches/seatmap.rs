@@ -9,36 +9,21 @@ use boxoffice_domain::{
     BookingId, BuyerId, Command, CommandKind, EventId, EventSpec, SeatMap, Selection,
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-/// A deterministic stream of pseudo-random numbers (no seed file needed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1);
-        self.0 >> 33
-    }
-}
-
 /// `rows` rows of `seats` seats, each taken with probability `taken`.
-fn section(rows: usize, seats: usize, taken: f64, rng: &mut Lcg) -> Vec<Vec<bool>> {
+fn section(rows: usize, seats: usize, taken: f64, rng: &mut StdRng) -> Vec<Vec<bool>> {
     (0..rows)
-        .map(|_| {
-            (0..seats)
-                .map(|_| (rng.next() % 1000) as f64 >= taken * 1000.0)
-                .collect()
-        })
+        .map(|_| (0..seats).map(|_| !rng.random_bool(taken)).collect())
         .collect()
 }
 
 fn allocation(c: &mut Criterion) {
     let mut group = c.benchmark_group("best_available 100x100 section");
     for taken in [0.0, 0.5, 0.95] {
-        let rows = section(100, 100, taken, &mut Lcg(7));
+        let rows = section(100, 100, taken, &mut StdRng::seed_from_u64(7));
         group.bench_function(format!("4 seats, {:.0}% taken", taken * 100.0), |b| {
             b.iter(|| best_available(black_box(&rows), 4))
         });
