@@ -1,11 +1,13 @@
 //! Settings of the API role.
 
-use boxoffice_platform::config::{CommonConfig, Secret};
+use boxoffice_platform::config::{CommonConfig, RedisConfig, Secret};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ApiConfig {
     #[command(flatten)]
     pub common: CommonConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
     /// HTTP port of the API.
     #[arg(long, env = "BOXOFFICE_PORT", default_value_t = 8080)]
     pub port: u16,

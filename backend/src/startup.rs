@@ -29,21 +29,22 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("api", &instance)?;
     kafka::ensure_topics(&config.common).await?;
+    boxoffice_platform::registry::prepare(&config.common).await?;
     let producer = Arc::new(kafka::RenewingProducer::new({
         let (common, instance) = (config.common.clone(), instance.clone());
         move || kafka::command_producer(&common, &instance, crate::routes::DELIVERY_TIMEOUT)
     })?);
-    let redis = cache::pool(&config.common)?;
+    let redis = cache::pool(&config.redis)?;
     metrics.watch_pool("redis", {
         let redis = redis.clone();
         move || redis.status()
     });
-    let keys = Keys::new(&config.common.redis_prefix);
+    let keys = Keys::new(&config.redis.redis_prefix);
     let waiters = Arc::new(Waiters::default());
     let feeds = Arc::new(SeatFeeds::default());
     let connected = Arc::new(AtomicBool::new(false));
     let listener_task = tokio::spawn(listener::run(
-        config.common.redis_url.expose().to_owned(),
+        config.redis.redis_url.expose().to_owned(),
         keys.clone(),
         instance.clone(),
         waiters.clone(),

@@ -6,15 +6,15 @@
 
 use deadpool_redis::{Config, Pool, Runtime};
 
-use crate::config::CommonConfig;
+use crate::config::RedisConfig;
 
 /// How long cached event data lives without being written again.
 pub const EVENT_TTL_SECS: i64 = 7 * 24 * 3600;
 /// How long a cached booking lives without being written again.
 pub const BOOKING_TTL_SECS: i64 = 24 * 3600;
 
-pub fn pool(common: &CommonConfig) -> anyhow::Result<Pool> {
-    let mut config = Config::from_url(common.redis_url.expose());
+pub fn pool(redis: &RedisConfig) -> anyhow::Result<Pool> {
+    let mut config = Config::from_url(redis.redis_url.expose());
     // Bounded waits: an unreachable Redis is an error (and a 503), not a hang.
     let limit = Some(std::time::Duration::from_secs(5));
     let mut pool = deadpool_redis::PoolConfig::new(64);

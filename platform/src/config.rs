@@ -38,8 +38,8 @@ impl FromStr for Secret {
     }
 }
 
-/// Settings every role shares: where the broker, PostgreSQL and Redis are,
-/// and how this instance is named.
+/// Settings every role shares: where the broker is, and how this instance
+/// is named.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonConfig {
     /// Name of this instance (the pod name in Kubernetes); labels metrics and
@@ -83,6 +83,18 @@ pub struct CommonConfig {
     /// have it (2 with a replication factor of 3).
     #[arg(long, env = "BOXOFFICE_MIN_INSYNC_REPLICAS", default_value_t = 1)]
     pub min_insync_replicas: i32,
+    /// Confluent Schema Registry URL. Set, every role registers the Avro
+    /// schemas of the topics (subjects `<topic>-value`, compatibility
+    /// BACKWARD) at start and frames messages as the registry's serializers
+    /// do; unset, messages carry Avro's single-object encoding.
+    #[arg(long, env = "BOXOFFICE_SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+}
+
+/// Where PostgreSQL is: read only by the role that uses it (the
+/// reservation-processor), so no other role is handed its credentials.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseConfig {
     /// PostgreSQL connection URL.
     #[arg(
         long,
@@ -91,6 +103,12 @@ pub struct CommonConfig {
         hide_env_values = true
     )]
     pub database_url: Secret,
+}
+
+/// Where Redis is, and the prefix of every key: the API and the
+/// reservation-processor.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RedisConfig {
     /// Redis connection URL.
     #[arg(
         long,

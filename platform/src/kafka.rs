@@ -396,7 +396,6 @@ impl ConsumerLag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn common(replication_factor: i32, min_insync_replicas: i32) -> CommonConfig {
         CommonConfig {
@@ -408,9 +407,7 @@ mod tests {
             partitions: 12,
             replication_factor,
             min_insync_replicas,
-            database_url: Secret::new("postgres://db"),
-            redis_url: Secret::new("redis://r"),
-            redis_prefix: "bx:".into(),
+            schema_registry_url: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod messages;
 pub mod metrics;
 pub mod otlp_metrics;
+pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

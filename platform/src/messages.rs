@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("not an Avro single-object message")]
+    #[error("neither an Avro single-object message nor a schema-registry framed one")]
     Header,
-    #[error("written with an unknown schema (fingerprint {0})")]
+    #[error("written with an unknown schema ({0})")]
     UnknownSchema(String),
     #[error("avro: {0}")]
     Avro(String),
@@ -33,13 +33,26 @@ pub enum DecodeError {
     Field(&'static str, String),
 }
 
-/// One message type's schema: the current one, plus every released version
-/// so their messages can still be read.
+/// The schema-registry framing of one topic's messages: the id this version
+/// writes with, and every schema registered under the subject by id.
+struct Framing {
+    id: u32,
+    writers: Vec<(u32, Schema)>,
+}
+
 struct Codec {
     current: Schema,
     fingerprint: [u8; 8],
     writers: Vec<([u8; 8], Schema)>,
+    /// Set once at start when a schema registry is configured
+    /// ([`crate::registry`]): messages are then written with its framing.
+    registry: OnceLock<Framing>,
 }
+
+/// Avro single-object encoding: a 2-byte marker, then the schema's Rabin fingerprint.
+const SINGLE_OBJECT: [u8; 2] = [0xC3, 0x01];
+/// The registry serializers' framing: a zero byte, then a 4-byte schema id.
+const REGISTRY_MAGIC: u8 = 0;
 
 impl Codec {
     fn new(current: &str, released: &[&str]) -> Self {
@@ -55,10 +68,34 @@ impl Codec {
             current,
             fingerprint,
             writers,
+            registry: OnceLock::new(),
+        }
+    }
+
+    /// Writes with the registry's framing from now on: `id` is the current
+    /// schema's, `known` every schema registered under the subject.
+    fn use_registry(&self, id: u32, known: &[(u32, &str)]) -> Result<(), DecodeError> {
+        let mut writers = vec![(id, self.current.clone())];
+        for (i, text) in known {
+            let schema = Schema::parse_str(text).map_err(|e| DecodeError::Avro(e.to_string()))?;
+            writers.push((*i, schema));
+        }
+        let framing = Framing { id, writers };
+        match self.registry.set(framing) {
+            Ok(()) => Ok(()),
+            Err(_) if self.registry.get().is_some_and(|f| f.id == id) => Ok(()),
+            Err(_) => Err(DecodeError::UnknownSchema(format!(
+                "registry id {id}, after another id was in use"
+            ))),
         }
     }
 
     fn encode<T: Serialize>(&self, value: &T) -> Vec<u8> {
+        self.encode_framed(value, self.registry.get())
+    }
+
+    /// `framing` None: self-describing (single-object encoding).
+    fn encode_framed<T: Serialize>(&self, value: &T, framing: Option<&Framing>) -> Vec<u8> {
         let writer = GenericDatumWriter::builder(&self.current)
             .build()
             .expect("schema resolves");
@@ -66,36 +103,55 @@ impl Codec {
             .write_ser_to_vec(value)
             .expect("wire types match their schema");
         let mut out = Vec::with_capacity(10 + datum.len());
-        out.extend_from_slice(&[0xC3, 0x01]);
-        out.extend_from_slice(&self.fingerprint);
+        match framing {
+            Some(framing) => {
+                out.push(REGISTRY_MAGIC);
+                out.extend_from_slice(&framing.id.to_be_bytes());
+            }
+            None => {
+                out.extend_from_slice(&SINGLE_OBJECT);
+                out.extend_from_slice(&self.fingerprint);
+            }
+        }
         out.extend_from_slice(&datum);
         out
     }
 
-    /// Single-object encoded, but with a schema this version does not know:
-    /// written by a newer version, to be read by one, never dropped.
+    /// The schema a message was written with, and its datum.
+    fn writer_of<'a>(&self, bytes: &'a [u8]) -> Result<(&Schema, &'a [u8]), DecodeError> {
+        match bytes {
+            [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
+                let (fp, datum) = rest.split_at(8);
+                self.writers
+                    .iter()
+                    .find(|(f, _)| f[..] == *fp)
+                    .map(|(_, s)| (s, datum))
+                    .ok_or_else(|| DecodeError::UnknownSchema(format!("fingerprint {}", hex(fp))))
+            }
+            [REGISTRY_MAGIC, a, b, c, d, datum @ ..] => {
+                let id = u32::from_be_bytes([*a, *b, *c, *d]);
+                self.registry
+                    .get()
+                    .and_then(|f| f.writers.iter().find(|(i, _)| *i == id))
+                    .map(|(_, s)| (s, datum))
+                    .ok_or_else(|| DecodeError::UnknownSchema(format!("registry id {id}")))
+            }
+            _ => Err(DecodeError::Header),
+        }
+    }
+
     fn is_unknown_schema(&self, bytes: &[u8]) -> bool {
-        bytes.len() >= 10
-            && bytes[..2] == [0xC3, 0x01]
-            && !self.writers.iter().any(|(f, _)| f[..] == bytes[2..10])
+        matches!(self.writer_of(bytes), Err(DecodeError::UnknownSchema(_)))
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        if bytes.len() < 10 || bytes[..2] != [0xC3, 0x01] {
-            return Err(DecodeError::Header);
-        }
-        let fp: [u8; 8] = bytes[2..10].try_into().expect("8 bytes");
-        let (_, writer) = self
-            .writers
-            .iter()
-            .find(|(f, _)| *f == fp)
-            .ok_or_else(|| DecodeError::UnknownSchema(hex(&fp)))?;
+        let (writer, mut datum) = self.writer_of(bytes)?;
         let reader = GenericDatumReader::builder(writer)
             .reader_schema(&self.current)
             .build()
             .map_err(|e| DecodeError::Avro(e.to_string()))?;
         let value = reader
-            .read_value(&mut &bytes[10..])
+            .read_value(&mut datum)
             .map_err(|e| DecodeError::Avro(e.to_string()))?;
         apache_avro::from_value(&value).map_err(|e| DecodeError::Avro(e.to_string()))
     }
@@ -142,6 +198,46 @@ fn event_codec() -> &'static Codec {
 fn changelog_codec() -> &'static Codec {
     static C: OnceLock<Codec> = OnceLock::new();
     C.get_or_init(|| Codec::new(schemas::SEAT_CHANGELOG, schemas::RELEASED_SEAT_CHANGELOG))
+}
+
+/// The kinds of message, one schema (and one topic) each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `booking-commands`
+    Command,
+    /// `booking-events`
+    Outcome,
+    /// `seat-changelog`
+    Changelog,
+}
+
+fn codec(kind: Kind) -> &'static Codec {
+    match kind {
+        Kind::Command => command_codec(),
+        Kind::Outcome => event_codec(),
+        Kind::Changelog => changelog_codec(),
+    }
+}
+
+/// The schema this version writes `kind` with (schemas/*.avsc).
+pub fn current_schema(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Command => schemas::BOOKING_COMMAND,
+        Kind::Outcome => schemas::BOOKING_EVENT,
+        Kind::Changelog => schemas::SEAT_CHANGELOG,
+    }
+}
+
+/// From now on, `kind` is written framed for the schema registry with
+/// `id`, and read from every schema registered under its subject
+/// (`known`: id and schema). Set once per process ([`crate::registry`]).
+pub fn use_registry(
+    kind: Kind,
+    id: u32,
+    known: &[crate::registry::Registered],
+) -> Result<(), DecodeError> {
+    let known: Vec<(u32, &str)> = known.iter().map(|r| (r.id, r.schema.as_str())).collect();
+    codec(kind).use_registry(id, &known)
 }
 
 // ---------- public envelopes ----------
@@ -264,13 +360,16 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeEnvelope, DecodeError> {
 }
 
 /// A state record outside any epoch (the seat-processor's RocksDB values).
+/// Always self-describing, registry or not: the local state must stay
+/// readable whatever registry the instance is started with later.
 pub fn encode_state(r: &StateRecord) -> Vec<u8> {
-    encode_changelog(&ChangelogRecord {
+    let record = ChangelogRecord {
         epoch: -1,
         batch: -1,
         body: r.clone(),
         previous: None,
-    })
+    };
+    changelog_codec().encode_framed(&WireState::from(&record), None)
 }
 
 pub fn decode_state(bytes: &[u8]) -> Result<StateRecord, DecodeError> {

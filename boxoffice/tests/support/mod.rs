@@ -8,6 +8,7 @@
 pub mod kafka;
 pub mod postgres;
 pub mod proxy;
+pub mod registry;
 pub mod stores;
 
 use std::collections::HashMap;

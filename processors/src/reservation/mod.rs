@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use boxoffice_domain::{Outcome, SaleState};
 use boxoffice_platform::cache::Keys;
-use boxoffice_platform::config::CommonConfig;
+use boxoffice_platform::config::{CommonConfig, DatabaseConfig, RedisConfig};
 use boxoffice_platform::db::{self, PgPool};
 use boxoffice_platform::health::Readiness;
 use boxoffice_platform::kafka::ConsumerLag;
@@ -49,6 +49,10 @@ pub fn group(common: &CommonConfig) -> String {
 pub struct ReservationProcessorConfig {
     #[command(flatten)]
     pub common: CommonConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
     /// Port of the interactive queries, health and metrics.
     #[arg(long, env = "BOXOFFICE_PORT", default_value_t = 8180)]
     pub port: u16,
@@ -150,13 +154,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("reservation-processor", &instance)?;
     let own_metrics = Arc::new(ReservationMetrics::new(&metrics)?);
-    let url = config.common.database_url.expose();
+    let url = config.database.database_url.expose();
     if let Err(e) = db::ensure_database(url).await {
         tracing::warn!(error = %e, "could not make sure the database exists; assuming it does");
     }
     let pool = db::pool(url, config.db_pool)?;
     db::migrate(&pool).await?;
-    let redis = boxoffice_platform::cache::pool(&config.common)?;
+    let redis = boxoffice_platform::cache::pool(&config.redis)?;
     metrics.watch_pool("postgres", {
         let pool = pool.clone();
         move || pool.status()
@@ -168,9 +172,10 @@ pub async fn run(
     let shared = Shared {
         pool: pool.clone(),
         redis: redis.clone(),
-        keys: Keys::new(&config.common.redis_prefix),
+        keys: Keys::new(&config.redis.redis_prefix),
     };
     kafka::ensure_topics(&config.common).await?;
+    boxoffice_platform::registry::prepare(&config.common).await?;
 
     let probe_producer = kafka::producer(&config.common, &format!("{instance}-probe"))?;
     let readiness = Readiness::new()

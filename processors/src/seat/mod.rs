@@ -207,6 +207,7 @@ pub async fn run(
     let seat_metrics = Arc::new(SeatMetrics::new(&metrics)?);
     let store = Arc::new(Store::open(&config.state_dir.join(&instance))?);
     kafka::ensure_topics(&config.common).await?;
+    boxoffice_platform::registry::prepare(&config.common).await?;
 
     let probe_producer = kafka::producer(&config.common, &format!("{instance}-probe"))?;
     let readiness = Readiness::new().with("kafka", move || kafka::probe(probe_producer.clone()));
