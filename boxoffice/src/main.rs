@@ -2,6 +2,7 @@
 //! every Deployment.
 
 mod broker_bench;
+mod config_reference;
 mod demo;
 mod loadgen;
 
@@ -9,7 +10,7 @@ use boxoffice_backend::ApiConfig;
 use boxoffice_platform::{shutdown, telemetry};
 use boxoffice_processors::reservation::ReservationProcessorConfig;
 use boxoffice_processors::seat::SeatProcessorConfig;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -42,10 +43,17 @@ enum Role {
     /// The broker's own produce-to-consume ceiling with the pipeline's
     /// client settings, or the records held by a prefix's topics.
     BrokerBench(broker_bench::BrokerBenchArgs),
+    /// Prints every environment variable each role reads, with its default
+    /// and meaning, as Markdown (the README's configuration reference).
+    ConfigReference,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Role::ConfigReference = cli.role {
+        print!("{}", config_reference::markdown(&Cli::command()));
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -74,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Role::Demo(args) => demo::run(args).await,
             Role::Loadgen(args) => loadgen::run(args).await,
             Role::BrokerBench(args) => broker_bench::run(args).await,
+            Role::ConfigReference => Ok(()),
         }
     })
 }
