@@ -31,10 +31,13 @@ if ! kubectl -n "$NS" get secret boxoffice-secrets >/dev/null 2>&1; then
 fi
 say "applying $OVERLAY with $WITH (image $IMAGE)"
 if [[ "$WITH" == helm ]]; then
+  # repository[:tag] or repository@digest; a registry host may carry a port.
   if [[ "$IMAGE" == *@* ]]; then
     image_args=(--set image.repository="${IMAGE%@*}" --set image.digest="${IMAGE#*@}")
-  else
+  elif [[ "${IMAGE##*/}" == *:* ]]; then
     image_args=(--set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}")
+  else
+    image_args=(--set image.repository="$IMAGE" --set image.tag=latest)
   fi
   command -v helm >/dev/null || { echo "helm is needed" >&2; exit 1; }
   helm upgrade --install boxoffice "$DIR/chart" --namespace "$NS" \

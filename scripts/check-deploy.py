@@ -62,7 +62,7 @@ HELM_LABELS = ("app.kubernetes.io/managed-by", "helm.sh/chart")
 # the metrics namespace.
 REACHABLE = {
     ("outside", "api", 8080), ("outside", "dashboard", 8380),
-    ("dashboard", "api", 8080),
+    ("dashboard", "api", 8080), ("dashboard", "kafka", 9092),
     ("api", "kafka", 9092), ("api", "redis", 6379), ("api", "reservation-processor", 8180),
     ("api", "schema-registry", 8081),
     ("reservation-processor", "kafka", 9092), ("reservation-processor", "postgres", 5432),
@@ -71,6 +71,8 @@ REACHABLE = {
     ("schema-registry", "kafka", 9092),
     ("kafka", "kafka", 9092), ("kafka", "kafka", 9093),
 } | {("monitoring", role, port) for role, port in ROLES.items()} | {("monitoring", "api", 8080)}
+# The namespace allowed to scrape /metrics (values.yaml, networkPolicies).
+METRICS_NAMESPACE = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicies"]["metricsNamespace"]
 # A variable whose name says it is a credential.
 CREDENTIAL = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY|DATABASE_URL)$")
 
@@ -256,7 +258,7 @@ def credential_problems(name, docs):
     for d in docs:
         if d["kind"] == "ConfigMap":
             for k, v in d.get("data", {}).items():
-                if CREDENTIAL.search(k) or re.search(r"://[^/@\s]+:[^/@\s]+@", str(v)):
+                if CREDENTIAL.search(k) or re.search(r"://[^/@\s]*:[^/@\s]+@", str(v)):
                     found.append(f"{name}: ConfigMap/{d['metadata']['name']} holds a credential ({k}); it belongs in the Secret")
         if d["kind"] in WORKLOADS:
             for c in d["spec"]["template"]["spec"]["containers"]:
@@ -330,7 +332,15 @@ def schema_problems(name, docs):
 # --- NetworkPolicies, evaluated -------------------------------------------
 
 def selects(selector, labels):
+    if (selector or {}).get("matchExpressions"):
+        raise ValueError("matchExpressions: this check evaluates matchLabels only")
     return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
+
+
+def policy_types(policy):
+    """Kubernetes' default: Ingress, plus Egress when the policy has egress rules."""
+    spec = policy["spec"]
+    return spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
 
 
 def peer_matches(peer, src):
@@ -344,27 +354,28 @@ def peer_matches(peer, src):
     return src["namespace"] == NAMESPACE and selects(peer.get("podSelector"), src["labels"])
 
 
-def port_matches(rule_ports, port, named):
+def port_matches(rule_ports, port, named, protocol="TCP"):
     if not rule_ports:
         return True
-    return any(p.get("port") in (port, named.get(port)) for p in rule_ports)
+    return any(p.get("protocol", "TCP") == protocol and
+               (p.get("port") is None or p["port"] in (port, named.get(port))) for p in rule_ports)
 
 
-def allowed(policies, pod, direction, other, port, named):
+def allowed(policies, pod, direction, other, port, named, protocol="TCP"):
     selecting = [p for p in policies if selects(p["spec"]["podSelector"], pod["labels"])
-                 and direction in p["spec"].get("policyTypes", ["Ingress"])]
+                 and direction in policy_types(p)]
     if not selecting:
         return True
     field, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
     for p in selecting:
         for rule in p["spec"].get(field) or []:
-            if port_matches(rule.get("ports"), port, named) and (
+            if port_matches(rule.get("ports"), port, named, protocol) and (
                     not rule.get(peers) or any(peer_matches(peer, other) for peer in rule[peers])):
                 return True
     return False
 
 
-def reachability(docs):
+def reachability(docs, metrics_ns="monitoring"):
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     ns_labels = {"kubernetes.io/metadata.name": NAMESPACE}
     pods = {}
@@ -373,13 +384,6 @@ def reachability(docs):
         ports = {p["containerPort"]: p.get("name") for c in spec["containers"] for p in c.get("ports", [])}
         pods[n] = {"labels": w["spec"]["template"]["metadata"]["labels"], "namespace": NAMESPACE,
                    "namespace_labels": ns_labels, "ports": ports}
-    monitoring = next((d["spec"] for d in policies if d["metadata"]["name"] in ROLES), None)
-    metrics_ns = "monitoring"
-    if monitoring:
-        for rule in monitoring.get("ingress") or []:
-            for peer in rule.get("from") or []:
-                metrics_ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get(
-                    "kubernetes.io/metadata.name", metrics_ns)
     sources = dict(pods)
     sources["outside"] = {"labels": {}, "namespace": "elsewhere",
                           "namespace_labels": {"kubernetes.io/metadata.name": "elsewhere"}}
@@ -395,15 +399,36 @@ def reachability(docs):
     return reach
 
 
-def network_problems(name, docs):
+def network_problems(name, docs, metrics_ns="monitoring"):
+    try:
+        return network_problems_of(name, docs, metrics_ns)
+    except ValueError as e:
+        return [f"{name}: a NetworkPolicy this check cannot evaluate: {e}"]
+
+
+def network_problems_of(name, docs, metrics_ns):
     present = set(workloads(docs))
     expected = {e for e in REACHABLE if e[1] in present and (e[0] in present or e[0] in ("outside", "monitoring"))}
-    reach = reachability(docs)
+    reach = reachability(docs, metrics_ns)
     found = [f"{name}: {s} can reach {d}:{p}, which no connection of boxoffice needs" for s, d, p in sorted(reach - expected)]
     found += [f"{name}: {s} cannot reach {d}:{p}, which it needs" for s, d, p in sorted(expected - reach)]
     if not any(d["kind"] == "NetworkPolicy" and d["spec"]["podSelector"] == {} and not d["spec"].get("ingress")
-               and not d["spec"].get("egress") for d in docs):
-        found.append(f"{name}: no default-deny NetworkPolicy")
+               and not d["spec"].get("egress") and set(policy_types(d)) == {"Ingress", "Egress"} for d in docs):
+        found.append(f"{name}: no default-deny NetworkPolicy (in and out)")
+    # Out of the namespace: every pod resolves names through the cluster's
+    # DNS; the web app may read Prometheus.
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    dns = {"labels": {"k8s-app": "kube-dns"}, "namespace": "kube-system",
+           "namespace_labels": {"kubernetes.io/metadata.name": "kube-system"}}
+    prometheus = {"labels": {}, "namespace": metrics_ns, "namespace_labels": {"kubernetes.io/metadata.name": metrics_ns}}
+    ns_labels = {"kubernetes.io/metadata.name": NAMESPACE}
+    for n, w in workloads(docs).items():
+        pod = {"labels": w["spec"]["template"]["metadata"]["labels"], "namespace": NAMESPACE,
+               "namespace_labels": ns_labels}
+        if not allowed(policies, pod, "Egress", dns, 53, {}, "UDP"):
+            found.append(f"{name}: {n} cannot resolve names (UDP 53 to kube-dns)")
+        if allowed(policies, pod, "Egress", prometheus, 9090, {}) != (n == "dashboard"):
+            found.append(f"{name}: {n} {'cannot' if n == 'dashboard' else 'can'} reach Prometheus in {metrics_ns}")
     return found
 
 
@@ -481,8 +506,9 @@ def workflow_problems(paths):
     if done.returncode != 0:
         found.append(f"actionlint: {done.stdout}{done.stderr}".strip())
     ci = ROOT / ".github/workflows/ci.yml"
-    if not ci.exists() or "bash .ci/run" not in ci.read_text():
-        found.append("the CI workflow does not run the README's test command (bash .ci/run)")
+    steps = yaml.safe_load(ci.read_text())["jobs"]["test"]["steps"] if ci.exists() else []
+    if not any(re.fullmatch(r"(CI=true )?bash \.ci/run", str(s.get("run", "")).strip()) for s in steps):
+        found.append("the CI workflow's test job does not run the README's test command (bash .ci/run)")
     return found
 
 
@@ -493,7 +519,7 @@ def problems(renderings, reference, created_keys):
         found += role_problems(name, docs, created_keys)
         found += credential_problems(name, docs)
         found += env_problems(name, docs, reference, created_keys)
-        found += network_problems(name, docs)
+        found += network_problems(name, docs, METRICS_NAMESPACE)
     return found
 
 
@@ -586,11 +612,14 @@ def self_test():
             {"name": "BOXOFFICE_AUTH_SECRET",
              "valueFrom": {"secretKeyRef": {"name": "boxoffice-secrets", "key": "BOXOFFICE_AUTH_SECRET"}}})
 
+    def no_dns(d):
+        del d["allow-dns/NetworkPolicy"]
+
     def no_default_deny(d):
         del d["default-deny/NetworkPolicy"]
 
     for change in (typo, port, selector, password_in_configmap, url_with_password, unknown_variable,
-                   other_roles_variable, whole_secret, unread_secret, open_postgres, api_unfenced, seat_cut_off, no_default_deny):
+                   other_roles_variable, whole_secret, unread_secret, open_postgres, api_unfenced, seat_cut_off, no_dns, no_default_deny):
         assert broken(change), f"{change.__name__} went unnoticed"
     assert problems({"t": docs}, reference, keys - {"POSTGRES_PASSWORD"}), "a missing secret key went unnoticed"
     required = {r: dict(v) for r, v in reference.items()}

@@ -38,6 +38,22 @@ pub enum DecodeError {
 struct Framing {
     id: u32,
     writers: Vec<(u32, Schema)>,
+    /// The highest id the registry listed at start. The registry hands out
+    /// ids in increasing order, so an unknown id above it may be a newer
+    /// version's schema; an unknown one at or below it is not one of this
+    /// topic's schemas, so the message is garbage.
+    highest: u32,
+    /// Ids the registry listed whose schema is neither the current nor a
+    /// released one.
+    unreadable: Vec<u32>,
+}
+
+impl Framing {
+    /// Whether the registry listed `id` at start with a schema this version
+    /// cannot read (a newer version's).
+    fn is_newer(&self, id: u32) -> bool {
+        self.unreadable.contains(&id)
+    }
 }
 
 struct Codec {
@@ -74,13 +90,32 @@ impl Codec {
 
     /// Writes with the registry's framing from now on: `id` is the current
     /// schema's, `known` every schema registered under the subject.
+    ///
+    /// Only ids whose schema is the current one or a released one are read:
+    /// an id registered by a newer version (a pod restarted mid-rollout, or
+    /// after a rollback) stays unknown, so its messages count as from a
+    /// newer schema (held, never dead-lettered), exactly as self-describing
+    /// ones from a fingerprint this version does not know.
     fn use_registry(&self, id: u32, known: &[(u32, &str)]) -> Result<(), DecodeError> {
         let mut writers = vec![(id, self.current.clone())];
+        let mut highest = id;
+        let mut unreadable = vec![];
         for (i, text) in known {
             let schema = Schema::parse_str(text).map_err(|e| DecodeError::Avro(e.to_string()))?;
-            writers.push((*i, schema));
+            highest = highest.max(*i);
+            let fp = fingerprint(&schema);
+            if self.writers.iter().any(|(f, _)| *f == fp) {
+                writers.push((*i, schema));
+            } else {
+                unreadable.push(*i);
+            }
         }
-        let framing = Framing { id, writers };
+        let framing = Framing {
+            id,
+            writers,
+            highest,
+            unreadable,
+        };
         match self.registry.set(framing) {
             Ok(()) => Ok(()),
             Err(_) if self.registry.get().is_some_and(|f| f.id == id) => Ok(()),
@@ -130,11 +165,18 @@ impl Codec {
             }
             [REGISTRY_MAGIC, a, b, c, d, datum @ ..] => {
                 let id = u32::from_be_bytes([*a, *b, *c, *d]);
-                self.registry
-                    .get()
-                    .and_then(|f| f.writers.iter().find(|(i, _)| *i == id))
-                    .map(|(_, s)| (s, datum))
-                    .ok_or_else(|| DecodeError::UnknownSchema(format!("registry id {id}")))
+                let Some(framing) = self.registry.get() else {
+                    // Framed by a writer with a registry while this instance
+                    // has none: held until it is configured alike.
+                    return Err(DecodeError::UnknownSchema(format!("registry id {id}")));
+                };
+                match framing.writers.iter().find(|(i, _)| *i == id) {
+                    Some((_, s)) => Ok((s, datum)),
+                    None if id > framing.highest || framing.is_newer(id) => {
+                        Err(DecodeError::UnknownSchema(format!("registry id {id}")))
+                    }
+                    None => Err(DecodeError::Header),
+                }
             }
             _ => Err(DecodeError::Header),
         }

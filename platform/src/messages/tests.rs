@@ -329,12 +329,32 @@ fn registry_framed_messages_of_earlier_registered_ids_are_read() {
     );
     let back: WireCommand = current.decode(&bytes).unwrap();
     assert_eq!(CommandEnvelope::try_from(back).unwrap(), set_sale());
-    // An id the registry did not list is a newer schema, not garbage.
-    assert!(current.is_unknown_schema(&[0, 0, 0, 0, 8, 1, 2]));
+    // An id above every one the registry listed may be a newer version's;
+    // an unlisted one below is garbage, dead-lettered, not held.
+    assert!(current.is_unknown_schema(&[0, 0, 0, 0, 10, 1, 2]));
+    assert!(!current.is_unknown_schema(&[0, 0, 0, 0, 8, 1, 2]));
+    assert!(matches!(
+        current.decode::<WireCommand>(&[0, 0, 0, 0, 8, 1, 2]),
+        Err(DecodeError::Header)
+    ));
     assert!(!current.is_unknown_schema(b"\x01garbage"));
     assert!(matches!(
         current.decode::<WireCommand>(&[0, 0, 0]),
         Err(DecodeError::Header)
+    ));
+}
+
+/// A schema a newer version registered before this instance started (a
+/// restart mid-rollout) is listed by the registry, but this version cannot
+/// read it: its messages are held as from a newer schema.
+#[test]
+fn ids_of_schemas_this_version_cannot_read_count_as_newer() {
+    let newer = r#"{"type": "record", "name": "Newer", "fields": [{"name": "x", "type": "long"}]}"#;
+    let current = command_codec_with_registry(3, &[(3, schemas::BOOKING_COMMAND), (5, newer)]);
+    assert!(current.is_unknown_schema(&[0, 0, 0, 0, 5, 1, 2]));
+    assert!(matches!(
+        current.decode::<WireCommand>(&[0, 0, 0, 0, 5, 1, 2]),
+        Err(DecodeError::UnknownSchema(_))
     ));
 }
 
