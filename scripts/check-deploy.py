@@ -71,6 +71,8 @@ REACHABLE = {
     ("schema-registry", "kafka", 9092),
     ("kafka", "kafka", 9092), ("kafka", "kafka", 9093),
 } | {("monitoring", role, port) for role, port in ROLES.items()} | {("monitoring", "api", 8080)}
+# Custom resources (Istio's) the Kubernetes API schema does not cover.
+CUSTOM_KINDS = ("VirtualService",)
 # The namespace allowed to scrape /metrics (values.yaml, networkPolicies).
 METRICS_NAMESPACE = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicies"]["metricsNamespace"]
 # A variable whose name says it is a credential.
@@ -320,6 +322,8 @@ def role_problems(name, docs, created_keys):
 def schema_problems(name, docs):
     found = []
     for d in docs:
+        if d["kind"] in CUSTOM_KINDS:
+            continue  # no API schema for custom resources here; see istio_problems
         try:
             kubernetes_validate.validate(d, VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -512,6 +516,41 @@ def workflow_problems(paths):
     return found
 
 
+def idempotent(match):
+    """A request a repeat cannot do twice: a read, or a booking request
+    with its Idempotency-Key (the API answers a repeat with the first answer)."""
+    method = match.get("method", {}).get("exact")
+    if method == "GET":
+        return True
+    return (method == "POST" and match.get("uri", {}).get("regex", "").endswith("/bookings$")
+            and "idempotency-key" in match.get("headers", {}))
+
+
+def istio_problems(name, docs):
+    found = []
+    for d in docs:
+        if d["kind"] != "VirtualService":
+            continue
+        vs = f"{name}: VirtualService/{d['metadata']['name']}"
+        routes = d["spec"].get("http") or []
+        if not routes or routes[-1].get("match"):
+            found.append(f"{vs}: the last route must take every request left")
+        for r in routes:
+            route = f"{vs} route {r.get('name', '?')}"
+            if "timeout" not in r:
+                found.append(f"{route}: no timeout")
+            # Without a retry policy Istio retries twice: it must be explicit.
+            attempts = (r.get("retries") or {}).get("attempts")
+            if attempts is None:
+                found.append(f"{route}: no explicit retry policy (Istio would retry twice)")
+            elif attempts > 0 and not (r.get("match") and all(idempotent(m) for m in r["match"])):
+                found.append(f"{route}: retries requests that are not idempotent")
+            streams = any("/seats/stream" in m.get("uri", {}).get("regex", "") for m in r.get("match") or [])
+            if streams and (r.get("timeout") != "0s" or attempts):
+                found.append(f"{route}: the seat stream is long-lived: timeout 0s, no retries")
+    return found
+
+
 def problems(renderings, reference, created_keys):
     found = []
     for name, docs in renderings.items():
@@ -520,11 +559,12 @@ def problems(renderings, reference, created_keys):
         found += credential_problems(name, docs)
         found += env_problems(name, docs, reference, created_keys)
         found += network_problems(name, docs, METRICS_NAMESPACE)
+        found += istio_problems(name, docs)
     return found
 
 
 def renderings():
-    out = {"chart": chart(), "base": kustomize(BASE)}
+    out = {"chart": chart(), "chart-istio": chart("istio"), "base": kustomize(BASE)}
     for o in OVERLAYS:
         out[f"chart-{o}"] = chart(o)
         out[f"overlay-{o}"] = kustomize(K8S / "overlays" / o)
@@ -532,7 +572,7 @@ def renderings():
 
 
 def check():
-    for values in (None, *OVERLAYS):
+    for values in (None, "istio", *OVERLAYS):
         extra = ["-f", str(CHART / f"values-{values}.yaml")] if values else []
         helm("lint", "--strict", str(CHART), *extra)
     found = stale_base()
@@ -629,6 +669,21 @@ def self_test():
     next(d for d in overlay if d["kind"] == "Deployment")["spec"]["replicas"] = 3
     assert drift("t", overlay, docs), "an overlay that differs from the chart went unnoticed"
     assert not drift("t", without_helm_labels(docs), docs)
+    mesh = chart("istio")
+    assert istio_problems("t", mesh) == [], istio_problems("t", mesh)
+
+    def mesh_broken(change):
+        spoiled = copy.deepcopy(mesh)
+        vs = {d["metadata"]["name"]: d for d in spoiled if d["kind"] == "VirtualService"}
+        change({r["name"]: r for r in vs["api"]["spec"]["http"]})
+        return istio_problems("t", spoiled)
+
+    assert mesh_broken(lambda r: r["writes"]["retries"].update(attempts=2)), "retried writes went unnoticed"
+    assert mesh_broken(lambda r: r["bookings"]["match"][0].pop("headers")), \
+        "retried bookings without an Idempotency-Key went unnoticed"
+    assert mesh_broken(lambda r: r["reads"].pop("retries")), "Istio's default retries went unnoticed"
+    assert mesh_broken(lambda r: r["seat-stream"].update(timeout="30s")), "a timeout on the stream went unnoticed"
+    assert mesh_broken(lambda r: r["writes"].pop("timeout")), "a route without a timeout went unnoticed"
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     assert compose_problems(compose, reference) == [], compose_problems(compose, reference)
 
