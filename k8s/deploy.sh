@@ -29,6 +29,8 @@ if ! kubectl -n "$NS" get secret boxoffice-secrets >/dev/null 2>&1; then
     --from-literal=BOXOFFICE_AUTH_SECRET="$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" \
     --from-literal=BOXOFFICE_ORGANIZER_PASSWORD="${BOXOFFICE_ORGANIZER_PASSWORD:?set the organizers password}"
 fi
+config_now() { kubectl -n "$NS" get configmap boxoffice-config -o jsonpath='{.data}' 2>/dev/null || true; }
+config_before="$(config_now)"
 say "applying $OVERLAY with $WITH (image $IMAGE)"
 if [[ "$WITH" == helm ]]; then
   # repository[:tag] or repository@digest; a registry host may carry a port.
@@ -45,6 +47,13 @@ if [[ "$WITH" == helm ]]; then
     "${image_args[@]}"
 else
   kubectl kustomize "$DIR/overlays/$OVERLAY" | sed "s#image: boxoffice:0.1.0#image: $IMAGE#" | kubectl apply -f -
+fi
+# Pods read the ConfigMap at start only: a changed one needs new pods (a
+# mixed fleet, say half of it with the schema registry, would hold partitions).
+if [[ -n "$config_before" && "$(config_now)" != "$config_before" ]]; then
+  say "boxoffice-config changed: restarting the roles"
+  kubectl -n "$NS" rollout restart deployment/reservation-processor statefulset/seat-processor \
+    deployment/api deployment/dashboard
 fi
 for s in statefulset/kafka statefulset/postgres deployment/redis deployment/schema-registry \
          deployment/reservation-processor statefulset/seat-processor deployment/api deployment/dashboard; do
