@@ -38,21 +38,18 @@ pub enum DecodeError {
 struct Framing {
     id: u32,
     writers: Vec<(u32, Schema)>,
-    /// The highest id the registry listed at start. The registry hands out
-    /// ids in increasing order, so an unknown id above it may be a newer
-    /// version's schema; an unknown one at or below it is not one of this
-    /// topic's schemas, so the message is garbage.
-    highest: u32,
-    /// Ids the registry listed whose schema is neither the current nor a
-    /// released one.
-    unreadable: Vec<u32>,
+    /// Every id the registry listed under the subject at start (and `id`).
+    listed: Vec<u32>,
 }
 
 impl Framing {
-    /// Whether the registry listed `id` at start with a schema this version
-    /// cannot read (a newer version's).
-    fn is_newer(&self, id: u32) -> bool {
-        self.unreadable.contains(&id)
+    /// Whether an id this version cannot read may be a newer version's
+    /// schema: one the registry listed with a schema this version does not
+    /// know, or one above every listed id (the registry hands out ids in
+    /// increasing order). Any other id is not one of this topic's schemas,
+    /// so its message is garbage.
+    fn may_be_newer(&self, id: u32) -> bool {
+        self.listed.contains(&id) || self.listed.iter().all(|l| id > *l)
     }
 }
 
@@ -98,23 +95,19 @@ impl Codec {
     /// ones from a fingerprint this version does not know.
     fn use_registry(&self, id: u32, known: &[(u32, &str)]) -> Result<(), DecodeError> {
         let mut writers = vec![(id, self.current.clone())];
-        let mut highest = id;
-        let mut unreadable = vec![];
+        let mut listed = vec![id];
         for (i, text) in known {
             let schema = Schema::parse_str(text).map_err(|e| DecodeError::Avro(e.to_string()))?;
-            highest = highest.max(*i);
+            listed.push(*i);
             let fp = fingerprint(&schema);
             if self.writers.iter().any(|(f, _)| *f == fp) {
                 writers.push((*i, schema));
-            } else {
-                unreadable.push(*i);
             }
         }
         let framing = Framing {
             id,
             writers,
-            highest,
-            unreadable,
+            listed,
         };
         match self.registry.set(framing) {
             Ok(()) => Ok(()),
@@ -172,7 +165,7 @@ impl Codec {
                 };
                 match framing.writers.iter().find(|(i, _)| *i == id) {
                     Some((_, s)) => Ok((s, datum)),
-                    None if id > framing.highest || framing.is_newer(id) => {
+                    None if framing.may_be_newer(id) => {
                         Err(DecodeError::UnknownSchema(format!("registry id {id}")))
                     }
                     None => Err(DecodeError::Header),

@@ -72,14 +72,20 @@ impl Registry {
         format!("{}{path}", self.base)
     }
 
+    /// Sends with the registry's content type accepted; any status.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(request
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
+            .send()
+            .await?)
+    }
+
+    /// Sends; a status other than success is the registry's error.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        check(
-            request
-                .header(reqwest::header::ACCEPT, CONTENT_TYPE)
-                .send()
-                .await?,
-        )
-        .await
+        check(self.exchange(request).await?).await
     }
 
     fn json_body(
@@ -119,12 +125,7 @@ impl Registry {
     /// subject the registry does not know.
     pub async fn versions(&self, subject: &str) -> anyhow::Result<Vec<Registered>> {
         let url = self.url(&format!("/subjects/{subject}/versions"));
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
-            .send()
-            .await?;
+        let response = self.exchange(self.http.get(url)).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(vec![]);
         }
