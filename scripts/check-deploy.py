@@ -94,9 +94,13 @@ def helm(*args):
     return run(TOOLS / "bin/helm", *args)
 
 
+def values_args(values):
+    """helm's arguments for k8s/chart/values-<values>.yaml (none: the defaults)."""
+    return ["-f", str(CHART / f"values-{values}.yaml")] if values else []
+
+
 def chart(values=None):
-    extra = ["-f", str(CHART / f"values-{values}.yaml")] if values else []
-    return parse(helm("template", "boxoffice", str(CHART), "--namespace", NAMESPACE, *extra))
+    return parse(helm("template", "boxoffice", str(CHART), "--namespace", NAMESPACE, *values_args(values)))
 
 
 def kustomize(directory):
@@ -152,8 +156,8 @@ def write_base():
     print(f"k8s/base rendered from the chart ({len(list(BASE.rglob('*.yaml')))} files)")
 
 
-def stale_base():
-    want = base_files(chart())
+def stale_base(chart_docs):
+    want = base_files(chart_docs)
     have = {str(p.relative_to(BASE)): p.read_text() for p in BASE.rglob("*.yaml")}
     found = [f"k8s/base/{p} differs from the chart's rendering" for p in sorted(want) if have.get(p) != want[p]]
     found += [f"k8s/base/{p} is not rendered from the chart" for p in sorted(set(have) - set(want))]
@@ -379,20 +383,32 @@ def allowed(policies, pod, direction, other, port, named, protocol="TCP"):
     return False
 
 
-def reachability(docs, metrics_ns="monitoring"):
-    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
-    ns_labels = {"kubernetes.io/metadata.name": NAMESPACE}
+def pod_at(labels, namespace, ports=None):
+    """A pod as the evaluator sees it (its namespace labelled by name)."""
+    return {"labels": labels, "namespace": namespace,
+            "namespace_labels": {"kubernetes.io/metadata.name": namespace}, "ports": ports or {}}
+
+
+def policies_of(docs):
+    return [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+def pods_of(docs):
+    """Every workload's pods in the namespace, with their ports and port names."""
     pods = {}
     for n, w in workloads(docs).items():
         spec = w["spec"]["template"]["spec"]
         ports = {p["containerPort"]: p.get("name") for c in spec["containers"] for p in c.get("ports", [])}
-        pods[n] = {"labels": w["spec"]["template"]["metadata"]["labels"], "namespace": NAMESPACE,
-                   "namespace_labels": ns_labels, "ports": ports}
+        pods[n] = pod_at(w["spec"]["template"]["metadata"]["labels"], NAMESPACE, ports)
+    return pods
+
+
+def reachability(docs, metrics_ns="monitoring"):
+    policies = policies_of(docs)
+    pods = pods_of(docs)
     sources = dict(pods)
-    sources["outside"] = {"labels": {}, "namespace": "elsewhere",
-                          "namespace_labels": {"kubernetes.io/metadata.name": "elsewhere"}}
-    sources["monitoring"] = {"labels": {"app.kubernetes.io/name": "prometheus"}, "namespace": metrics_ns,
-                             "namespace_labels": {"kubernetes.io/metadata.name": metrics_ns}}
+    sources["outside"] = pod_at({}, "elsewhere")
+    sources["monitoring"] = pod_at({"app.kubernetes.io/name": "prometheus"}, metrics_ns)
     reach = set()
     for sn, src in sources.items():
         for dn, dst in pods.items():
@@ -421,14 +437,10 @@ def network_problems_of(name, docs, metrics_ns):
         found.append(f"{name}: no default-deny NetworkPolicy (in and out)")
     # Out of the namespace: every pod resolves names through the cluster's
     # DNS; the web app may read Prometheus.
-    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
-    dns = {"labels": {"k8s-app": "kube-dns"}, "namespace": "kube-system",
-           "namespace_labels": {"kubernetes.io/metadata.name": "kube-system"}}
-    prometheus = {"labels": {}, "namespace": metrics_ns, "namespace_labels": {"kubernetes.io/metadata.name": metrics_ns}}
-    ns_labels = {"kubernetes.io/metadata.name": NAMESPACE}
-    for n, w in workloads(docs).items():
-        pod = {"labels": w["spec"]["template"]["metadata"]["labels"], "namespace": NAMESPACE,
-               "namespace_labels": ns_labels}
+    policies = policies_of(docs)
+    dns = pod_at({"k8s-app": "kube-dns"}, "kube-system")
+    prometheus = pod_at({}, metrics_ns)
+    for n, pod in pods_of(docs).items():
         if not allowed(policies, pod, "Egress", dns, 53, {}, "UDP"):
             found.append(f"{name}: {n} cannot resolve names (UDP 53 to kube-dns)")
         if allowed(policies, pod, "Egress", prometheus, 9090, {}) != (n == "dashboard"):
@@ -573,20 +585,20 @@ def renderings():
 
 def check():
     for values in (None, "istio", *OVERLAYS):
-        extra = ["-f", str(CHART / f"values-{values}.yaml")] if values else []
-        helm("lint", "--strict", str(CHART), *extra)
-    found = stale_base()
+        helm("lint", "--strict", str(CHART), *values_args(values))
     rendered = renderings()
+    found = stale_base(rendered["chart"])
     for o in OVERLAYS:
         found += drift(f"overlay {o}", rendered[f"overlay-{o}"], rendered[f"chart-{o}"])
-    found += problems(rendered, config_reference(), secret_keys())
+    reference = config_reference()
+    found += problems(rendered, reference, secret_keys())
     found += checkov_problems({k: v for k, v in rendered.items() if k.startswith(("chart", "overlay"))})
     counts = ", ".join(f"{k} {len(v)}" for k, v in rendered.items())
     if not found:
         print(f"k8s: helm lint clean; base fresh; overlays equal the chart; objects ({counts}) valid against "
               f"Kubernetes {VERSION}; roles, references, credentials, variables and network policies consistent; "
               f"checkov: no finding beyond k8s/.checkov.yaml")
-    compose = compose_problems(yaml.safe_load((ROOT / "compose.yaml").read_text()), config_reference())
+    compose = compose_problems(yaml.safe_load((ROOT / "compose.yaml").read_text()), reference)
     compose += schema_file_problems("compose-spec", ROOT / "compose.yaml")
     if not compose:
         print("compose.yaml: valid against the Compose specification; health checks, conditions and variables consistent")
