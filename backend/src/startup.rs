@@ -70,6 +70,7 @@ pub async fn run(
         long_poll_max: Duration::from_millis(config.long_poll_max_ms),
         metrics: ApiMetrics::new(metrics.registry())?,
         admission: Admission::new(config.admission_max),
+        command_partitions: tokio::sync::OnceCell::new(),
     });
     state
         .metrics

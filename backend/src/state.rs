@@ -31,6 +31,9 @@ pub struct AppState {
     pub long_poll_max: Duration,
     pub metrics: ApiMetrics,
     pub admission: Admission,
+    /// Partition count of `booking-commands`, read from the broker the
+    /// first time a command is sent: where each part of an event goes.
+    pub command_partitions: tokio::sync::OnceCell<i32>,
 }
 
 /// The API's own instruments.

@@ -78,6 +78,7 @@ pub async fn create_event(
         "price_categories": spec.price_categories,
         "max_seats_per_buyer": spec.max_seats_per_buyer,
         "hold_duration_seconds": hold_seconds,
+        "parts": spec.parts,
     });
     let res = http
         .post(format!("{api}/api/events"))

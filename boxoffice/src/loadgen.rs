@@ -37,6 +37,11 @@ pub struct LoadgenArgs {
     pub rows: u16,
     #[arg(long, default_value_t = 25)]
     pub seats_per_row: u16,
+    /// Parts the new event is decided in, each on its own partition and
+    /// seat-processor (docs/event-partitioning.md); section `i` in part
+    /// `i % parts`.
+    #[arg(long, default_value_t = 1)]
+    pub parts: u16,
     /// Booking requests to send, one buyer each.
     #[arg(long, default_value_t = 2000)]
     pub requests: usize,
@@ -296,6 +301,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
                 now - 60_000,
             );
             spec.max_seats_per_buyer = args.max_quantity.max(1);
+            spec.parts = args.parts;
             let created = demo::create_event(&http, &apis[0], &token, &spec, 600).await?;
             created["id"]
                 .as_str()

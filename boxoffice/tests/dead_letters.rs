@@ -83,6 +83,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         seq: i64::MAX / 2,
         at_ms: 0,
         reply_to: None,
+        part: 0,
         outcome: Outcome::Booking {
             booking_id: BookingId(Uuid::new_v4()),
             booking: Some(Booking {
@@ -96,6 +97,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
                 fingerprint: "forged".into(),
                 payment_reference: None,
                 updated_at_ms: 0,
+                quota_of: None,
             }),
             rejection: None,
         },

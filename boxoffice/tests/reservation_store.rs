@@ -24,6 +24,7 @@ fn booking(n: u128, event: EventId, status: BookingStatus, seats: &[&str]) -> Bo
         fingerprint: format!("f{n}"),
         payment_reference: matches!(status, BookingStatus::Confirmed).then(|| "card".to_owned()),
         updated_at_ms: 1_700_000_000_000,
+        quota_of: None,
     }
 }
 

@@ -110,6 +110,10 @@ pub struct SectionForm {
     pub seats_per_row: u16,
 }
 
+fn one_part() -> u16 {
+    1
+}
+
 /// Everything the organizer's "new event" form sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
@@ -119,6 +123,10 @@ pub struct NewEvent {
     pub starts_at: String,
     pub max_seats_per_buyer: u16,
     pub hold_minutes: u16,
+    /// Parts the venue is decided in, each by its own seat-processor
+    /// (docs/event-partitioning.md): more for a stadium on-sale.
+    #[serde(default = "one_part")]
+    pub parts: u16,
     /// Open the sale at once; otherwise at `sale_opens_at`.
     pub open_now: bool,
     /// `YYYY-MM-DDTHH:MM`, UTC; used when `open_now` is off.

@@ -65,6 +65,22 @@ impl BookingId {
         name.extend_from_slice(key.as_bytes());
         Self(Uuid::new_v5(&BOOKING_NAMESPACE, &name))
     }
+
+    /// The booking id for a buyer's idempotency key on part `part` of an
+    /// event (docs/event-partitioning.md): part 0 is the id above, so an
+    /// event in one part keeps its ids. The same key reused for seats of
+    /// another part names another booking there, never a second copy of
+    /// one booking in two parts.
+    pub fn for_request(buyer: BuyerId, key: &str, part: u16) -> Self {
+        if part == 0 {
+            return Self::for_idempotency_key(buyer, key);
+        }
+        let mut name = buyer.0.as_bytes().to_vec();
+        name.extend_from_slice(key.as_bytes());
+        name.extend_from_slice(b"\0part");
+        name.extend_from_slice(&part.to_be_bytes());
+        Self(Uuid::new_v5(&BOOKING_NAMESPACE, &name))
+    }
 }
 
 /// A section of a venue, e.g. `A` or `BALCONY_L`.

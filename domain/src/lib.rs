@@ -14,7 +14,7 @@ pub mod venue;
 pub use allocation::best_available;
 pub use ids::{BookingId, BuyerId, EventId, IdError, RowLabel, SeatId, SectionCode};
 pub use seatmap::{
-    Booking, BookingStatus, Command, CommandKind, Outcome, PartsError, REFUSAL_TTL_MS,
+    Booking, BookingStatus, Command, CommandKind, Forward, Outcome, PartsError, REFUSAL_TTL_MS,
     RETIRE_AFTER_MS, RejectReason, SaleState, SeatCounts, SeatMap, SeatStatus, Selection,
     StateChange, Transition,
 };

@@ -98,11 +98,12 @@ pub enum RejectReason {
     HoldExpired,
     NotHeld,
     AlreadyConfirmed,
+    SeatsInSeveralParts,
 }
 
 impl RejectReason {
     /// Every reason, for looking one up by its code.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::UnknownEvent,
         Self::EventExists,
         Self::SaleNotOpen,
@@ -119,6 +120,7 @@ impl RejectReason {
         Self::HoldExpired,
         Self::NotHeld,
         Self::AlreadyConfirmed,
+        Self::SeatsInSeveralParts,
     ];
 
     /// The reason with this code.
@@ -145,6 +147,7 @@ impl RejectReason {
             Self::HoldExpired => "hold_expired",
             Self::NotHeld => "not_held",
             Self::AlreadyConfirmed => "already_confirmed",
+            Self::SeatsInSeveralParts => "seats_in_several_parts",
         }
     }
 
@@ -169,6 +172,9 @@ impl RejectReason {
             Self::HoldExpired => "The hold expired; the seats were released.",
             Self::NotHeld => "This booking is no longer held.",
             Self::AlreadyConfirmed => "This booking is already confirmed.",
+            Self::SeatsInSeveralParts => {
+                "These seats are decided in different parts of the venue: pick seats in one section."
+            }
         }
     }
 }
@@ -176,6 +182,9 @@ impl RejectReason {
 /// Where a booking stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BookingStatus {
+    /// Seats taken in a part that is not the buyer's home part, waiting for
+    /// the home part's answer about the per-buyer limit; nobody is told yet.
+    Pending,
     Held,
     Confirmed,
     Cancelled,
@@ -186,11 +195,12 @@ pub enum BookingStatus {
 impl BookingStatus {
     /// Whether the booking keeps its seats.
     pub fn is_active(self) -> bool {
-        matches!(self, Self::Held | Self::Confirmed)
+        matches!(self, Self::Pending | Self::Held | Self::Confirmed)
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Held => "held",
             Self::Confirmed => "confirmed",
             Self::Cancelled => "cancelled",
@@ -216,6 +226,11 @@ pub struct Booking {
     pub fingerprint: String,
     pub payment_reference: Option<String>,
     pub updated_at_ms: i64,
+    /// Set on a **quota** record of a buyer's home part: seats of this
+    /// buyer held in part `quota_of` (listed in `seats`), counted for the
+    /// per-buyer limit here, never taken here (docs/event-partitioning.md).
+    #[serde(default)]
+    pub quota_of: Option<u16>,
 }
 
 /// A command for one event, with the instant it was issued.
@@ -228,8 +243,10 @@ pub struct Command {
 /// What a command asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandKind {
+    /// Creates part `part` of the event (every part gets one).
     CreateEvent {
         spec: EventSpec,
+        part: u16,
     },
     SetSale {
         open: bool,
@@ -252,6 +269,25 @@ pub enum CommandKind {
     ExpireHold {
         booking_id: BookingId,
     },
+    /// To a buyer's home part, from part `from_part`, which took `seats` for
+    /// the buyer and asks whether the per-buyer limit allows them.
+    ReserveQuota {
+        booking_id: BookingId,
+        buyer: BuyerId,
+        seats: Vec<SeatId>,
+        from_part: u16,
+    },
+    /// The home part's answer to [`CommandKind::ReserveQuota`].
+    QuotaAnswer {
+        booking_id: BookingId,
+        buyer: BuyerId,
+        granted: bool,
+    },
+    /// To a buyer's home part: the seats it counted for this booking were
+    /// given up (cancelled, expired, or never held after all).
+    ReleaseQuota {
+        booking_id: BookingId,
+    },
 }
 
 impl CommandKind {
@@ -262,7 +298,10 @@ impl CommandKind {
             Self::RequestBooking { booking_id, .. }
             | Self::ConfirmBooking { booking_id, .. }
             | Self::CancelBooking { booking_id, .. }
-            | Self::ExpireHold { booking_id } => Some(*booking_id),
+            | Self::ExpireHold { booking_id }
+            | Self::ReserveQuota { booking_id, .. }
+            | Self::QuotaAnswer { booking_id, .. }
+            | Self::ReleaseQuota { booking_id } => Some(*booking_id),
         }
     }
 }
@@ -297,11 +336,12 @@ pub enum Outcome {
 /// one per seat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateChange {
-    /// The event itself; `retired` once its bookings were dropped.
+    /// The event (part `part` of it); `retired` once its bookings were dropped.
     Event {
         spec: EventSpec,
         sale: SaleState,
         retired: bool,
+        part: u16,
     },
     Booking(Booking),
     /// A booking that no longer exists (an expired refusal, the bookings of
@@ -328,6 +368,16 @@ pub enum PartsError {
 pub struct Transition {
     pub changes: Vec<StateChange>,
     pub outcomes: Vec<Outcome>,
+    /// Commands for other parts of the same event, issued at the same
+    /// instant as the command that caused them.
+    pub forwards: Vec<Forward>,
+}
+
+/// A command one part of an event sends to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub part: u16,
+    pub kind: CommandKind,
 }
 
 /// The seats of one event: who holds what, and every booking made for it.
@@ -335,6 +385,9 @@ pub struct Transition {
 pub struct SeatMap {
     event_id: EventId,
     spec: EventSpec,
+    /// Which part of the event this is: it takes seats only in the sections
+    /// of this part (`spec.part_of_section_index`).
+    part: u16,
     sale: SaleState,
     /// Seat status by seat index (sections, then rows, then seats, in layout order).
     seats: Vec<SeatStatus>,
@@ -351,12 +404,18 @@ pub struct SeatMap {
 }
 
 impl SeatMap {
-    /// A new event with every seat free.
+    /// A new event with every seat free, decided in one part.
     pub fn new(event_id: EventId, spec: EventSpec) -> Self {
+        Self::new_part(event_id, spec, 0)
+    }
+
+    /// Part `part` of a new event, with every seat free.
+    pub fn new_part(event_id: EventId, spec: EventSpec, part: u16) -> Self {
         let capacity = spec.venue.capacity();
         Self::with_seats(
             event_id,
             spec,
+            part,
             SaleState::Scheduled,
             vec![SeatStatus::Free; capacity],
             HashMap::new(),
@@ -369,16 +428,22 @@ impl SeatMap {
     pub fn from_parts(
         event_id: EventId,
         spec: EventSpec,
+        part: u16,
         sale: SaleState,
         bookings: impl IntoIterator<Item = Booking>,
     ) -> Result<Self, PartsError> {
         let capacity = spec.venue.capacity();
         let bookings = bookings.into_iter().map(|b| (b.id, b)).collect();
-        let mut map = Self::with_seats(event_id, spec, sale, Vec::new(), bookings);
+        let mut map = Self::with_seats(event_id, spec, part, sale, Vec::new(), bookings);
         let mut seats = vec![SeatStatus::Free; capacity];
-        for b in map.bookings.values().filter(|b| b.status.is_active()) {
+        // Quota records count seats of other parts; they take none here.
+        for b in map
+            .bookings
+            .values()
+            .filter(|b| b.status.is_active() && b.quota_of.is_none())
+        {
             let status = match b.status {
-                BookingStatus::Held => SeatStatus::Held(b.id),
+                BookingStatus::Pending | BookingStatus::Held => SeatStatus::Held(b.id),
                 _ => SeatStatus::Sold(b.id),
             };
             for seat in &b.seats {
@@ -404,6 +469,7 @@ impl SeatMap {
     fn with_seats(
         event_id: EventId,
         spec: EventSpec,
+        part: u16,
         sale: SaleState,
         seats: Vec<SeatStatus>,
         bookings: HashMap<BookingId, Booking>,
@@ -432,6 +498,7 @@ impl SeatMap {
         Self {
             event_id,
             spec,
+            part,
             sale,
             seats,
             row_offsets,
@@ -443,8 +510,8 @@ impl SeatMap {
     }
 
     /// A retired event: it keeps its spec and refuses every command.
-    pub fn retired(event_id: EventId, spec: EventSpec, sale: SaleState) -> Self {
-        let mut map = Self::with_seats(event_id, spec, sale, vec![], HashMap::new());
+    pub fn retired(event_id: EventId, spec: EventSpec, part: u16, sale: SaleState) -> Self {
+        let mut map = Self::with_seats(event_id, spec, part, sale, vec![], HashMap::new());
         map.retired = true;
         map
     }
@@ -464,11 +531,12 @@ impl SeatMap {
         let mut ids: Vec<BookingId> = self.bookings.keys().copied().collect();
         ids.sort_unstable();
         let mut changes: Vec<StateChange> = ids.into_iter().map(StateChange::Forgotten).collect();
-        *self = Self::retired(self.event_id, self.spec.clone(), self.sale);
+        *self = Self::retired(self.event_id, self.spec.clone(), self.part, self.sale);
         changes.push(StateChange::Event {
             spec: self.spec.clone(),
             sale: self.sale,
             retired: true,
+            part: self.part,
         });
         changes
     }
@@ -498,6 +566,26 @@ impl SeatMap {
         self.sale
     }
 
+    /// Which part of the event this map decides.
+    pub fn part(&self) -> u16 {
+        self.part
+    }
+
+    /// Whether the seat at `index` (layout order) is decided by this part.
+    fn decides_index(&self, index: usize) -> bool {
+        self.spec.parts <= 1
+            || self
+                .section_index_of(index)
+                .is_some_and(|s| self.spec.part_of_section_index(s) == self.part)
+    }
+
+    /// The section of the seat at `index`.
+    fn section_index_of(&self, index: usize) -> Option<usize> {
+        self.row_offsets
+            .iter()
+            .rposition(|rows| rows.first().is_some_and(|start| *start <= index))
+    }
+
     pub fn booking(&self, id: BookingId) -> Option<&Booking> {
         self.bookings.get(&id)
     }
@@ -506,18 +594,24 @@ impl SeatMap {
         self.bookings.values()
     }
 
-    /// Every seat with its status, in layout order.
+    /// Every seat this part decides with its status, in layout order.
     pub fn seats(&self) -> impl Iterator<Item = (SeatId, SeatStatus)> + '_ {
         self.seats
             .iter()
             .enumerate()
+            .filter(|(i, _)| self.decides_index(*i))
             .map(|(i, s)| (self.seat_at(i), *s))
     }
 
-    /// How many seats are free, held and sold.
+    /// How many of the seats this part decides are free, held and sold.
     pub fn counts(&self) -> SeatCounts {
         let mut c = SeatCounts::default();
-        for s in &self.seats {
+        for (_, s) in self
+            .seats
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.decides_index(*i))
+        {
             match s {
                 SeatStatus::Free => c.free += 1,
                 SeatStatus::Held(_) => c.held += 1,
@@ -574,18 +668,20 @@ impl SeatMap {
     pub fn apply_to(map: &mut Option<SeatMap>, event_id: EventId, command: &Command) -> Transition {
         match (map.as_mut(), &command.kind) {
             (Some(existing), _) => existing.apply(command),
-            (None, CommandKind::CreateEvent { spec }) => {
-                let created = SeatMap::new(event_id, spec.clone());
+            (None, CommandKind::CreateEvent { spec, part }) => {
+                let created = SeatMap::new_part(event_id, spec.clone(), *part);
                 let t = Transition {
                     changes: vec![StateChange::Event {
                         spec: spec.clone(),
                         sale: created.sale,
                         retired: false,
+                        part: *part,
                     }],
                     outcomes: vec![Outcome::EventCreated {
                         spec: spec.clone(),
                         sale: created.sale,
                     }],
+                    forwards: vec![],
                 };
                 *map = Some(created);
                 t
@@ -595,7 +691,15 @@ impl SeatMap {
                 outcomes: vec![Outcome::EventRejected {
                     reason: RejectReason::UnknownEvent,
                 }],
+                forwards: vec![],
             },
+            // Between parts of an event that does not exist here: nobody waits.
+            (
+                None,
+                CommandKind::ReserveQuota { .. }
+                | CommandKind::QuotaAnswer { .. }
+                | CommandKind::ReleaseQuota { .. },
+            ) => Transition::default(),
             (None, kind) => Transition {
                 changes: vec![],
                 outcomes: vec![Outcome::Booking {
@@ -603,6 +707,7 @@ impl SeatMap {
                     booking: None,
                     rejection: Some(RejectReason::UnknownEvent),
                 }],
+                forwards: vec![],
             },
         }
     }
@@ -640,19 +745,22 @@ impl SeatMap {
                 booking: None,
                 rejection: Some(RejectReason::UnknownBooking),
             },
-            CommandKind::ExpireHold { .. } => return Transition::default(),
+            CommandKind::ExpireHold { .. }
+            | CommandKind::ReserveQuota { .. }
+            | CommandKind::QuotaAnswer { .. }
+            | CommandKind::ReleaseQuota { .. } => return Transition::default(),
         };
         Transition {
-            changes: vec![],
             outcomes: vec![outcome],
+            ..Transition::default()
         }
     }
 
     fn decide(&mut self, command: &Command) -> Transition {
         let at = command.at_ms;
         match &command.kind {
-            CommandKind::CreateEvent { spec } => {
-                let outcome = if *spec == self.spec {
+            CommandKind::CreateEvent { spec, part } => {
+                let outcome = if *spec == self.spec && *part == self.part {
                     Outcome::EventCreated {
                         spec: spec.clone(),
                         sale: self.sale,
@@ -663,8 +771,8 @@ impl SeatMap {
                     }
                 };
                 Transition {
-                    changes: vec![],
                     outcomes: vec![outcome],
+                    ..Transition::default()
                 }
             }
             CommandKind::SetSale { open } => {
@@ -678,8 +786,10 @@ impl SeatMap {
                         spec: self.spec.clone(),
                         sale: self.sale,
                         retired: false,
+                        part: self.part,
                     }],
                     outcomes: vec![Outcome::SaleChanged { sale: self.sale }],
+                    forwards: vec![],
                 }
             }
             CommandKind::RequestBooking {
@@ -697,6 +807,18 @@ impl SeatMap {
                 self.cancel(*booking_id, *buyer, at)
             }
             CommandKind::ExpireHold { booking_id } => self.expire(*booking_id, at),
+            CommandKind::ReserveQuota {
+                booking_id,
+                buyer,
+                seats,
+                from_part,
+            } => self.reserve_quota(*booking_id, *buyer, seats, *from_part, at),
+            CommandKind::QuotaAnswer {
+                booking_id,
+                buyer,
+                granted,
+            } => self.quota_answer(*booking_id, *buyer, *granted, at),
+            CommandKind::ReleaseQuota { booking_id } => self.release_quota(*booking_id, at),
         }
     }
 
@@ -711,22 +833,66 @@ impl SeatMap {
         if let Some(existing) = self.bookings.get(&booking_id) {
             // A replay of the same request gets the same answer, never a second booking.
             let rejection = match existing.status {
-                _ if existing.fingerprint != fingerprint || existing.buyer != buyer => {
+                _ if existing.fingerprint != fingerprint
+                    || existing.buyer != buyer
+                    || existing.quota_of.is_some() =>
+                {
                     Some(RejectReason::IdempotencyKeyReused)
                 }
+                // Still waiting for the home part: the answer follows.
+                BookingStatus::Pending => return Transition::default(),
                 BookingStatus::Rejected(reason) => Some(reason),
                 _ => None,
             };
             return Transition {
-                changes: vec![],
                 outcomes: vec![Outcome::Booking {
                     booking_id,
                     booking: Some(existing.clone()),
                     rejection,
                 }],
+                ..Transition::default()
             };
         }
+        // The buyer's home part counts their seats; any other part takes
+        // the seats and asks it (docs/event-partitioning.md).
+        let home = self.spec.home_part(buyer);
         match self.choose_seats(buyer, selection, at) {
+            Ok(indices) if home != self.part => {
+                let seats: Vec<SeatId> = indices.iter().map(|i| self.seat_at(*i)).collect();
+                let total_cents = seats
+                    .iter()
+                    .map(|s| self.spec.seat_price_cents(&s.section))
+                    .sum();
+                let booking = Booking {
+                    id: booking_id,
+                    event_id: self.event_id,
+                    buyer,
+                    seats: seats.clone(),
+                    status: BookingStatus::Pending,
+                    hold_expires_at_ms: at + self.spec.hold_duration_ms,
+                    total_cents,
+                    fingerprint: fingerprint.to_owned(),
+                    payment_reference: None,
+                    updated_at_ms: at,
+                    quota_of: None,
+                };
+                self.set_seats(&indices, SeatStatus::Held(booking_id));
+                *self.seats_per_buyer.entry(buyer).or_insert(0) += indices.len();
+                self.bookings.insert(booking_id, booking.clone());
+                Transition {
+                    changes: vec![StateChange::Booking(booking)],
+                    outcomes: vec![],
+                    forwards: vec![Forward {
+                        part: home,
+                        kind: CommandKind::ReserveQuota {
+                            booking_id,
+                            buyer,
+                            seats,
+                            from_part: self.part,
+                        },
+                    }],
+                }
+            }
             Ok(indices) => {
                 let seats: Vec<SeatId> = indices.iter().map(|i| self.seat_at(*i)).collect();
                 let total_cents = seats
@@ -744,6 +910,7 @@ impl SeatMap {
                     fingerprint: fingerprint.to_owned(),
                     payment_reference: None,
                     updated_at_ms: at,
+                    quota_of: None,
                 };
                 self.set_seats(&indices, SeatStatus::Held(booking_id));
                 *self.seats_per_buyer.entry(buyer).or_insert(0) += indices.len();
@@ -756,6 +923,7 @@ impl SeatMap {
                         booking: Some(booking),
                         rejection: None,
                     }],
+                    forwards: vec![],
                 }
             }
             Err(reason) => {
@@ -770,6 +938,7 @@ impl SeatMap {
                     fingerprint: fingerprint.to_owned(),
                     payment_reference: None,
                     updated_at_ms: at,
+                    quota_of: None,
                 };
                 self.bookings.insert(booking_id, booking.clone());
                 self.refusals.extend(forget_at(&booking));
@@ -780,7 +949,157 @@ impl SeatMap {
                         booking: Some(booking),
                         rejection: Some(reason),
                     }],
+                    forwards: vec![],
                 }
+            }
+        }
+    }
+
+    /// At a buyer's home part: may part `from_part` give the buyer `seats`?
+    /// Decided once per booking; a repeated question (a replay) gets the
+    /// same answer and changes nothing.
+    fn reserve_quota(
+        &mut self,
+        booking_id: BookingId,
+        buyer: BuyerId,
+        seats: &[SeatId],
+        from_part: u16,
+        at: i64,
+    ) -> Transition {
+        let answer = |granted| Transition {
+            forwards: vec![Forward {
+                part: from_part,
+                kind: CommandKind::QuotaAnswer {
+                    booking_id,
+                    buyer,
+                    granted,
+                },
+            }],
+            ..Transition::default()
+        };
+        if let Some(existing) = self.bookings.get(&booking_id) {
+            return answer(existing.quota_of.is_some() && existing.status == BookingStatus::Held);
+        }
+        let limit = usize::from(self.spec.max_seats_per_buyer);
+        let counted = self.seats_per_buyer.get(&buyer).copied().unwrap_or(0);
+        let granted = self.spec.home_part(buyer) == self.part
+            && from_part != self.part
+            && counted + seats.len() <= limit;
+        let quota = Booking {
+            id: booking_id,
+            event_id: self.event_id,
+            buyer,
+            seats: seats.to_vec(),
+            status: if granted {
+                BookingStatus::Held
+            } else {
+                BookingStatus::Rejected(RejectReason::BuyerLimitExceeded)
+            },
+            // Never expires here: the part holding the seats releases it.
+            hold_expires_at_ms: i64::MAX,
+            total_cents: 0,
+            fingerprint: String::new(),
+            payment_reference: None,
+            updated_at_ms: at,
+            quota_of: Some(from_part),
+        };
+        if granted {
+            *self.seats_per_buyer.entry(buyer).or_insert(0) += seats.len();
+        } else {
+            self.refusals.extend(forget_at(&quota));
+        }
+        self.bookings.insert(booking_id, quota.clone());
+        let mut t = answer(granted);
+        t.changes.push(StateChange::Booking(quota));
+        t
+    }
+
+    /// At the part holding a pending booking: the home part's answer. The
+    /// buyer learns the outcome now. A grant for a booking that is no longer
+    /// waiting and holds no seats (a repeated answer after a replay, or one
+    /// for a booking given up meanwhile) is handed back, so the home part
+    /// never keeps counting seats nobody holds.
+    fn quota_answer(
+        &mut self,
+        booking_id: BookingId,
+        buyer: BuyerId,
+        granted: bool,
+        at: i64,
+    ) -> Transition {
+        let status = self
+            .bookings
+            .get(&booking_id)
+            .filter(|b| b.quota_of.is_none())
+            .map(|b| b.status);
+        match status {
+            Some(BookingStatus::Pending) if granted => {
+                self.updated(booking_id, at, |b| b.status = BookingStatus::Held)
+            }
+            Some(BookingStatus::Pending) => {
+                let indices = self.indices_of(booking_id);
+                self.set_seats(&indices, SeatStatus::Free);
+                let reason = RejectReason::BuyerLimitExceeded;
+                let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
+                booking.status = BookingStatus::Rejected(reason);
+                booking.seats.clear();
+                booking.hold_expires_at_ms = 0;
+                booking.total_cents = 0;
+                booking.updated_at_ms = at;
+                let booking = booking.clone();
+                self.uncount(booking.buyer, indices.len());
+                self.refusals.extend(forget_at(&booking));
+                Transition {
+                    changes: vec![StateChange::Booking(booking.clone())],
+                    outcomes: vec![Outcome::Booking {
+                        booking_id,
+                        booking: Some(booking),
+                        rejection: Some(reason),
+                    }],
+                    forwards: vec![],
+                }
+            }
+            Some(BookingStatus::Held | BookingStatus::Confirmed) => Transition::default(),
+            _ if granted => self.hand_back(buyer, booking_id),
+            _ => Transition::default(),
+        }
+    }
+
+    /// At a buyer's home part: the seats counted for `booking_id` are no
+    /// longer held. Anything else (unknown, already released) changes nothing.
+    fn release_quota(&mut self, booking_id: BookingId, at: i64) -> Transition {
+        match self.bookings.get_mut(&booking_id) {
+            Some(q) if q.quota_of.is_some() && q.status == BookingStatus::Held => {
+                q.status = BookingStatus::Cancelled;
+                q.updated_at_ms = at;
+                let q = q.clone();
+                self.uncount(q.buyer, q.seats.len());
+                self.refusals.extend(forget_at(&q));
+                Transition {
+                    changes: vec![StateChange::Booking(q)],
+                    ..Transition::default()
+                }
+            }
+            _ => Transition::default(),
+        }
+    }
+
+    /// Tells the buyer's home part that this part no longer holds seats
+    /// for `booking_id`.
+    fn hand_back(&self, buyer: BuyerId, booking_id: BookingId) -> Transition {
+        Transition {
+            forwards: vec![Forward {
+                part: self.spec.home_part(buyer),
+                kind: CommandKind::ReleaseQuota { booking_id },
+            }],
+            ..Transition::default()
+        }
+    }
+
+    fn uncount(&mut self, buyer: BuyerId, seats: usize) {
+        if let Some(n) = self.seats_per_buyer.get_mut(&buyer) {
+            *n = n.saturating_sub(seats);
+            if *n == 0 {
+                self.seats_per_buyer.remove(&buyer);
             }
         }
     }
@@ -816,6 +1135,9 @@ impl SeatMap {
                     }
                     indices.push(index);
                 }
+                if !indices.iter().all(|i| self.decides_index(*i)) {
+                    return Err(RejectReason::SeatsInSeveralParts);
+                }
                 if indices.iter().any(|i| self.seats[*i] != SeatStatus::Free) {
                     return Err(RejectReason::SeatsTaken);
                 }
@@ -829,6 +1151,9 @@ impl SeatMap {
                     .iter()
                     .position(|s| &s.code == section)
                     .ok_or(RejectReason::UnknownSection)?;
+                if self.spec.part_of_section_index(s) != self.part {
+                    return Err(RejectReason::SeatsInSeveralParts);
+                }
                 let rows: Vec<Vec<bool>> = self.spec.venue.sections[s]
                     .rows
                     .iter()
@@ -869,23 +1194,14 @@ impl SeatMap {
             BookingStatus::Held => {
                 let indices = self.indices_of(booking_id);
                 self.set_seats(&indices, SeatStatus::Sold(booking_id));
-                let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
-                booking.status = BookingStatus::Confirmed;
-                booking.payment_reference = Some(payment_reference.to_owned());
-                booking.updated_at_ms = at;
-                let booking = booking.clone();
-                Transition {
-                    changes: vec![StateChange::Booking(booking.clone())],
-                    outcomes: vec![Outcome::Booking {
-                        booking_id,
-                        booking: Some(booking),
-                        rejection: None,
-                    }],
-                }
+                self.updated(booking_id, at, |b| {
+                    b.status = BookingStatus::Confirmed;
+                    b.payment_reference = Some(payment_reference.to_owned());
+                })
             }
             BookingStatus::Confirmed => self.unchanged(booking_id, None),
             BookingStatus::Expired => self.unchanged(booking_id, Some(RejectReason::HoldExpired)),
-            BookingStatus::Cancelled | BookingStatus::Rejected(_) => {
+            BookingStatus::Pending | BookingStatus::Cancelled | BookingStatus::Rejected(_) => {
                 self.unchanged(booking_id, Some(RejectReason::NotHeld))
             }
         }
@@ -902,7 +1218,7 @@ impl SeatMap {
             BookingStatus::Confirmed => {
                 self.unchanged(booking_id, Some(RejectReason::AlreadyConfirmed))
             }
-            BookingStatus::Expired | BookingStatus::Rejected(_) => {
+            BookingStatus::Pending | BookingStatus::Expired | BookingStatus::Rejected(_) => {
                 self.unchanged(booking_id, Some(RejectReason::NotHeld))
             }
         }
@@ -910,7 +1226,11 @@ impl SeatMap {
 
     fn expire(&mut self, booking_id: BookingId, at: i64) -> Transition {
         match self.bookings.get(&booking_id) {
-            Some(b) if b.status == BookingStatus::Held && at >= b.hold_expires_at_ms => {
+            Some(b)
+                if b.status == BookingStatus::Held
+                    && b.quota_of.is_none()
+                    && at >= b.hold_expires_at_ms =>
+            {
                 self.release(booking_id, BookingStatus::Expired, at, None)
             }
             // Already settled, or not yet due: nothing to do, nobody waits for it.
@@ -920,35 +1240,62 @@ impl SeatMap {
 
     /// The booking if it exists and belongs to `buyer`, else the refusal.
     fn owned_booking(&self, booking_id: BookingId, buyer: BuyerId) -> Result<Booking, Transition> {
-        match self.bookings.get(&booking_id) {
+        // A quota record is the home part's count, not a booking a buyer can act on.
+        match self
+            .bookings
+            .get(&booking_id)
+            .filter(|b| b.quota_of.is_none())
+        {
             None => Err(Transition {
-                changes: vec![],
                 outcomes: vec![Outcome::Booking {
                     booking_id,
                     booking: None,
                     rejection: Some(RejectReason::UnknownBooking),
                 }],
+                ..Transition::default()
             }),
             Some(b) if b.buyer != buyer => Err(Transition {
-                changes: vec![],
                 outcomes: vec![Outcome::Booking {
                     booking_id,
                     booking: None,
                     rejection: Some(RejectReason::NotYourBooking),
                 }],
+                ..Transition::default()
             }),
             Some(b) => Ok(b.clone()),
         }
     }
 
+    /// Changes an existing booking as of `at`; the buyer is told.
+    fn updated(
+        &mut self,
+        booking_id: BookingId,
+        at: i64,
+        change: impl FnOnce(&mut Booking),
+    ) -> Transition {
+        let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
+        change(booking);
+        booking.updated_at_ms = at;
+        let booking = booking.clone();
+        Transition {
+            changes: vec![StateChange::Booking(booking.clone())],
+            outcomes: vec![Outcome::Booking {
+                booking_id,
+                booking: Some(booking),
+                rejection: None,
+            }],
+            forwards: vec![],
+        }
+    }
+
     fn unchanged(&self, booking_id: BookingId, rejection: Option<RejectReason>) -> Transition {
         Transition {
-            changes: vec![],
             outcomes: vec![Outcome::Booking {
                 booking_id,
                 booking: self.bookings.get(&booking_id).cloned(),
                 rejection,
             }],
+            ..Transition::default()
         }
     }
 
@@ -966,12 +1313,13 @@ impl SeatMap {
         booking.status = status;
         booking.updated_at_ms = at;
         let booking = booking.clone();
-        if let Some(n) = self.seats_per_buyer.get_mut(&booking.buyer) {
-            *n = n.saturating_sub(indices.len());
-            if *n == 0 {
-                self.seats_per_buyer.remove(&booking.buyer);
-            }
-        }
+        self.uncount(booking.buyer, indices.len());
+        // Seats counted by another part (the buyer's home) are handed back.
+        let forwards = if self.spec.home_part(booking.buyer) == self.part {
+            vec![]
+        } else {
+            self.hand_back(booking.buyer, booking_id).forwards
+        };
         Transition {
             changes: vec![StateChange::Booking(booking.clone())],
             outcomes: vec![Outcome::Booking {
@@ -979,6 +1327,7 @@ impl SeatMap {
                 booking: Some(booking),
                 rejection,
             }],
+            forwards,
         }
     }
 
@@ -998,10 +1347,14 @@ impl SeatMap {
 }
 
 /// When a refused booking is forgotten, with its id; `None` for the rest.
+/// Refusals, and quota records no longer counted, are forgotten.
 fn forget_at(b: &Booking) -> Option<(i64, BookingId)> {
-    matches!(b.status, BookingStatus::Rejected(_))
-        .then(|| (b.updated_at_ms.saturating_add(REFUSAL_TTL_MS), b.id))
+    let gone = matches!(b.status, BookingStatus::Rejected(_))
+        || (b.quota_of.is_some() && !b.status.is_active());
+    gone.then(|| (b.updated_at_ms.saturating_add(REFUSAL_TTL_MS), b.id))
 }
 
+#[cfg(test)]
+mod parts_tests;
 #[cfg(test)]
 mod tests;

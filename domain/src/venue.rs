@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{RowLabel, SeatId, SectionCode};
+use crate::ids::{BuyerId, RowLabel, SeatId, SectionCode};
 
 /// Most seats in one row.
 pub const MAX_SEATS_PER_ROW: u16 = 500;
@@ -13,6 +13,9 @@ pub const MAX_SEATS_PER_ROW: u16 = 500;
 pub const MAX_SEATS_PER_EVENT: usize = 100_000;
 /// Most seats one buyer may hold or own in one event.
 pub const MAX_SEATS_PER_BUYER_LIMIT: u16 = 50;
+/// Most parts one event is split into (each part is decided on its own
+/// partition of `booking-commands`; docs/event-partitioning.md).
+pub const MAX_PARTS: u16 = 64;
 
 /// A price category, e.g. "Premium" at 89.00 EUR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,16 @@ pub struct EventSpec {
     pub max_seats_per_buyer: u16,
     /// How long a hold lasts before it expires (ms).
     pub hold_duration_ms: i64,
+    /// How many parts the venue is decided in, each on its own partition:
+    /// section `i` belongs to part `i % parts` (docs/event-partitioning.md).
+    /// 1, the default, decides the whole event on one partition.
+    #[serde(default = "one_part")]
+    #[cfg_attr(feature = "openapi", schema(default = 1, minimum = 1, maximum = 64))]
+    pub parts: u16,
+}
+
+fn one_part() -> u16 {
+    1
 }
 
 /// Why an event specification was refused.
@@ -124,6 +137,8 @@ pub enum LayoutError {
     BuyerLimit,
     #[error("hold_duration_ms must be between 1 second and 1 hour")]
     HoldDuration,
+    #[error("parts must be 1-{MAX_PARTS} and at most the number of sections")]
+    Parts,
 }
 
 impl EventSpec {
@@ -184,7 +199,33 @@ impl EventSpec {
         if self.venue.capacity() > MAX_SEATS_PER_EVENT {
             return Err(LayoutError::TooManySeats);
         }
+        if !(1..=MAX_PARTS).contains(&self.parts)
+            || usize::from(self.parts) > self.venue.sections.len()
+        {
+            return Err(LayoutError::Parts);
+        }
         Ok(())
+    }
+
+    /// The part that decides the section at `index` in layout order.
+    pub fn part_of_section_index(&self, index: usize) -> u16 {
+        // `parts` is at most MAX_PARTS, so the remainder fits.
+        (index % usize::from(self.parts.max(1))) as u16
+    }
+
+    /// The part that decides a section, if the venue has it.
+    pub fn part_of_section(&self, code: &SectionCode) -> Option<u16> {
+        self.venue
+            .sections
+            .iter()
+            .position(|s| &s.code == code)
+            .map(|i| self.part_of_section_index(i))
+    }
+
+    /// The part that keeps a buyer's seat count for the per-buyer limit
+    /// (the buyer's **home part**). Stable: derived from the id alone.
+    pub fn home_part(&self, buyer: BuyerId) -> u16 {
+        (buyer.0.as_u128() % u128::from(self.parts.max(1))) as u16
     }
 
     /// Price of one seat in a section, in cents.
@@ -247,6 +288,7 @@ impl EventSpec {
             price_categories,
             max_seats_per_buyer: 8,
             hold_duration_ms: 600_000,
+            parts: 1,
         }
     }
 }
@@ -292,5 +334,31 @@ mod tests {
 
         let spec = EventSpec::demo("Demo", 1, 400, 500, 0);
         assert_eq!(spec.validate(), Err(LayoutError::TooManySeats));
+
+        let mut spec = EventSpec::demo("Demo", 2, 2, 2, 0);
+        spec.parts = 3;
+        assert_eq!(spec.validate(), Err(LayoutError::Parts));
+        spec.parts = 0;
+        assert_eq!(spec.validate(), Err(LayoutError::Parts));
+    }
+
+    #[test]
+    fn sections_are_dealt_to_parts_in_turn_and_every_buyer_has_one_home() {
+        let mut spec = EventSpec::demo("Demo", 5, 1, 1, 0);
+        spec.parts = 2;
+        spec.validate().unwrap();
+        let parts: Vec<u16> = (0..5).map(|i| spec.part_of_section_index(i)).collect();
+        assert_eq!(parts, [0, 1, 0, 1, 0]);
+        assert_eq!(spec.part_of_section(&"B".parse().unwrap()), Some(1));
+        assert_eq!(spec.part_of_section(&"Z".parse().unwrap()), None);
+        let homes: HashSet<u16> = (0..50u128)
+            .map(|n| spec.home_part(BuyerId(uuid::Uuid::from_u128(n))))
+            .collect();
+        assert_eq!(homes, HashSet::from([0, 1]));
+        // An old spec without the field is one part.
+        let mut json = serde_json::to_value(EventSpec::demo("Demo", 1, 1, 1, 0)).unwrap();
+        json.as_object_mut().unwrap().remove("parts");
+        let old: EventSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old.parts, 1);
     }
 }

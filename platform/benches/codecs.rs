@@ -49,6 +49,7 @@ fn messages() -> (CommandEnvelope, OutcomeEnvelope, ChangelogRecord) {
             seq: 123_456,
             at_ms: 1_000,
             reply_to: Some("api-7f9c".into()),
+            part: 0,
             outcome,
         },
         ChangelogRecord {

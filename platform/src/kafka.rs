@@ -14,7 +14,40 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use boxoffice_domain::EventId;
+
 use crate::config::CommonConfig;
+
+/// The partition of `booking-commands` that decides part `part` of an event
+/// (docs/event-partitioning.md): part 0 where the producer's default
+/// partitioner puts the event id as a key (librdkafka's
+/// `consistent_random`: the CRC-32 of the key, modulo the partition count),
+/// each further part on the next partition. Parts never share a partition:
+/// an event has at most as many parts as the topic has partitions.
+pub fn command_partition(event: EventId, part: u16, partitions: i32) -> i32 {
+    let n = u32::try_from(partitions.max(1)).expect("positive");
+    let base = crc32fast::hash(event.to_string().as_bytes()) % n;
+    i32::try_from((base + u32::from(part)) % n).expect("below a partition count")
+}
+
+/// The partition count of `topic`, from the broker's metadata.
+pub async fn partition_count(producer: &FutureProducer, topic: &str) -> anyhow::Result<i32> {
+    let producer = producer.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        anyhow::ensure!(count > 0, "topic {topic} has no partitions (yet)");
+        Ok(i32::try_from(count)?)
+    })
+    .await?
+}
 
 /// Base configuration for any client of this instance.
 pub fn client_config(common: &CommonConfig, client_id: &str) -> ClientConfig {
@@ -396,6 +429,22 @@ impl ConsumerLag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parts_of_an_event_sit_on_consecutive_partitions_from_the_keyed_one() {
+        // librdkafka's CRC-32 is the IEEE one: its check value.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+        let event = EventId(uuid::Uuid::from_u128(42));
+        let base = command_partition(event, 0, 6);
+        assert_eq!(
+            base,
+            (crc32fast::hash(event.to_string().as_bytes()) % 6) as i32
+        );
+        let parts: Vec<i32> = (0..6).map(|k| command_partition(event, k, 6)).collect();
+        let distinct: std::collections::HashSet<i32> = parts.iter().copied().collect();
+        assert_eq!(distinct.len(), 6, "six parts on six partitions: {parts:?}");
+        assert_eq!(command_partition(event, 1, 6), (base + 1) % 6);
+    }
 
     fn common(replication_factor: i32, min_insync_replicas: i32) -> CommonConfig {
         CommonConfig {

@@ -217,6 +217,7 @@ pub mod schemas {
     pub const RELEASED_SEAT_CHANGELOG: &[&str] = &[
         include_str!("../../schemas/released/v1/seat_changelog.avsc"),
         include_str!("../../schemas/released/v2/seat_changelog.avsc"),
+        include_str!("../../schemas/released/v3/seat_changelog.avsc"),
     ];
 }
 
@@ -294,6 +295,8 @@ pub struct OutcomeEnvelope {
     pub seq: i64,
     pub at_ms: i64,
     pub reply_to: Option<String>,
+    /// Which part of the event decided it (docs/event-partitioning.md).
+    pub part: u16,
     pub outcome: Outcome,
 }
 
@@ -306,6 +309,8 @@ pub enum StateRecord {
         sale: SaleState,
         /// Retired: its seats and bookings are gone, every command refused.
         retired: bool,
+        /// Which part of the event this partition decides.
+        part: u16,
     },
     /// One seat, as changelog layouts before v4 wrote it. Seats are derived
     /// from the bookings now (docs/seat-state-protocol.md): a restore reads
@@ -341,11 +346,13 @@ impl StateRecord {
                 spec,
                 sale,
                 retired,
+                part,
             } => Self::Event {
                 event_id,
                 spec,
                 sale,
                 retired,
+                part,
             },
             StateChange::Booking(b) => Self::Booking(b),
             StateChange::Forgotten(_) => Self::Forgotten { at_ms },
@@ -437,11 +444,39 @@ enum WireCommandBody {
     ConfirmBooking(WireConfirmBooking),
     CancelBooking(WireCancelBooking),
     ExpireHold(WireExpireHold),
+    ReserveQuota(WireReserveQuota),
+    QuotaAnswer(WireQuotaAnswer),
+    ReleaseQuota(WireReleaseQuota),
 }
 
 #[derive(Serialize, Deserialize)]
 struct WireCreateEvent {
     spec: WireSpec,
+    #[serde(default)]
+    part: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireReserveQuota {
+    quota_booking_id: String,
+    quota_buyer_id: String,
+    quota_seats: Vec<String>,
+    from_part: i32,
+}
+
+/// Avro resolves a union value to the first branch whose fields it has, so
+/// the new commands' field names differ from every earlier branch's (a
+/// `booking_id` + `buyer_id` record would read as `CancelBooking`).
+#[derive(Serialize, Deserialize)]
+struct WireQuotaAnswer {
+    answered_booking_id: String,
+    answered_buyer_id: String,
+    granted: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireReleaseQuota {
+    released_booking_id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -455,6 +490,12 @@ struct WireSpec {
     price_categories: Vec<WirePriceCategory>,
     max_seats_per_buyer: i32,
     hold_duration_ms: i64,
+    #[serde(default = "one_part")]
+    parts: i32,
+}
+
+fn one_part() -> i32 {
+    1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -534,6 +575,8 @@ struct WireEvent {
     at_ms: i64,
     reply_to: Option<String>,
     body: WireEventBody,
+    #[serde(default)]
+    part: i32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -574,6 +617,7 @@ enum WireBookingStatus {
     Cancelled,
     Expired,
     Rejected,
+    Pending,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -589,6 +633,8 @@ struct WireBooking {
     fingerprint: String,
     payment_reference: Option<String>,
     updated_at_ms: i64,
+    #[serde(default)]
+    quota_of: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -631,6 +677,8 @@ struct WireEventState {
     sale: SaleState,
     #[serde(default)]
     retired: bool,
+    #[serde(default)]
+    part: i32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -715,6 +763,7 @@ impl From<&EventSpec> for WireSpec {
                 .collect(),
             max_seats_per_buyer: i32::from(s.max_seats_per_buyer),
             hold_duration_ms: s.hold_duration_ms,
+            parts: i32::from(s.parts),
         }
     }
 }
@@ -764,6 +813,7 @@ impl TryFrom<WireSpec> for EventSpec {
                 .collect(),
             max_seats_per_buyer: int("max_seats_per_buyer", w.max_seats_per_buyer.into())?,
             hold_duration_ms: w.hold_duration_ms,
+            parts: int("parts", w.parts.into())?,
         })
     }
 }
@@ -771,6 +821,7 @@ impl TryFrom<WireSpec> for EventSpec {
 impl From<&Booking> for WireBooking {
     fn from(b: &Booking) -> Self {
         let (status, reject_reason) = match b.status {
+            BookingStatus::Pending => (WireBookingStatus::Pending, None),
             BookingStatus::Held => (WireBookingStatus::Held, None),
             BookingStatus::Confirmed => (WireBookingStatus::Confirmed, None),
             BookingStatus::Cancelled => (WireBookingStatus::Cancelled, None),
@@ -789,6 +840,7 @@ impl From<&Booking> for WireBooking {
             fingerprint: b.fingerprint.clone(),
             payment_reference: b.payment_reference.clone(),
             updated_at_ms: b.updated_at_ms,
+            quota_of: b.quota_of.map(i32::from),
         }
     }
 }
@@ -797,6 +849,7 @@ impl TryFrom<WireBooking> for Booking {
     type Error = DecodeError;
     fn try_from(w: WireBooking) -> Result<Self, DecodeError> {
         let status = match (w.status, w.reject_reason) {
+            (WireBookingStatus::Pending, _) => BookingStatus::Pending,
             (WireBookingStatus::Held, _) => BookingStatus::Held,
             (WireBookingStatus::Confirmed, _) => BookingStatus::Confirmed,
             (WireBookingStatus::Cancelled, _) => BookingStatus::Cancelled,
@@ -824,6 +877,7 @@ impl TryFrom<WireBooking> for Booking {
             fingerprint: w.fingerprint,
             payment_reference: w.payment_reference,
             updated_at_ms: w.updated_at_ms,
+            quota_of: w.quota_of.map(|p| int("quota_of", p.into())).transpose()?,
         })
     }
 }
@@ -831,8 +885,11 @@ impl TryFrom<WireBooking> for Booking {
 impl From<&CommandEnvelope> for WireCommand {
     fn from(c: &CommandEnvelope) -> Self {
         let body = match &c.command.kind {
-            CommandKind::CreateEvent { spec } => {
-                WireCommandBody::CreateEvent(WireCreateEvent { spec: spec.into() })
+            CommandKind::CreateEvent { spec, part } => {
+                WireCommandBody::CreateEvent(WireCreateEvent {
+                    spec: spec.into(),
+                    part: i32::from(*part),
+                })
             }
             CommandKind::SetSale { open } => WireCommandBody::SetSale(WireSetSale { open: *open }),
             CommandKind::RequestBooking {
@@ -874,6 +931,31 @@ impl From<&CommandEnvelope> for WireCommand {
             CommandKind::ExpireHold { booking_id } => WireCommandBody::ExpireHold(WireExpireHold {
                 booking_id: booking_id.to_string(),
             }),
+            CommandKind::ReserveQuota {
+                booking_id,
+                buyer,
+                seats,
+                from_part,
+            } => WireCommandBody::ReserveQuota(WireReserveQuota {
+                quota_booking_id: booking_id.to_string(),
+                quota_buyer_id: buyer.to_string(),
+                quota_seats: seats.iter().map(ToString::to_string).collect(),
+                from_part: i32::from(*from_part),
+            }),
+            CommandKind::QuotaAnswer {
+                booking_id,
+                buyer,
+                granted,
+            } => WireCommandBody::QuotaAnswer(WireQuotaAnswer {
+                answered_booking_id: booking_id.to_string(),
+                answered_buyer_id: buyer.to_string(),
+                granted: *granted,
+            }),
+            CommandKind::ReleaseQuota { booking_id } => {
+                WireCommandBody::ReleaseQuota(WireReleaseQuota {
+                    released_booking_id: booking_id.to_string(),
+                })
+            }
         };
         Self {
             event_id: c.event_id.to_string(),
@@ -892,6 +974,7 @@ impl TryFrom<WireCommand> for CommandEnvelope {
         let kind = match w.body {
             WireCommandBody::CreateEvent(c) => CommandKind::CreateEvent {
                 spec: c.spec.try_into()?,
+                part: int("part", c.part.into())?,
             },
             WireCommandBody::SetSale(s) => CommandKind::SetSale { open: s.open },
             WireCommandBody::RequestBooking(r) => CommandKind::RequestBooking {
@@ -922,6 +1005,24 @@ impl TryFrom<WireCommand> for CommandEnvelope {
             },
             WireCommandBody::ExpireHold(e) => CommandKind::ExpireHold {
                 booking_id: booking(&e.booking_id)?,
+            },
+            WireCommandBody::ReserveQuota(q) => CommandKind::ReserveQuota {
+                booking_id: booking(&q.quota_booking_id)?,
+                buyer: buyer(&q.quota_buyer_id)?,
+                seats: q
+                    .quota_seats
+                    .iter()
+                    .map(|s| parse("seats", s))
+                    .collect::<Result<_, _>>()?,
+                from_part: int("from_part", q.from_part.into())?,
+            },
+            WireCommandBody::QuotaAnswer(a) => CommandKind::QuotaAnswer {
+                booking_id: booking(&a.answered_booking_id)?,
+                buyer: buyer(&a.answered_buyer_id)?,
+                granted: a.granted,
+            },
+            WireCommandBody::ReleaseQuota(r) => CommandKind::ReleaseQuota {
+                booking_id: booking(&r.released_booking_id)?,
             },
         };
         Ok(CommandEnvelope {
@@ -964,6 +1065,7 @@ impl From<&OutcomeEnvelope> for WireEvent {
             at_ms: o.at_ms,
             reply_to: o.reply_to.clone(),
             body,
+            part: i32::from(o.part),
         }
     }
 }
@@ -989,6 +1091,7 @@ impl TryFrom<WireEvent> for OutcomeEnvelope {
             seq: w.seq,
             at_ms: w.at_ms,
             reply_to: w.reply_to,
+            part: int("part", w.part.into())?,
             outcome,
         })
     }
@@ -1002,11 +1105,13 @@ impl From<&StateRecord> for WireStateBody {
                 spec,
                 sale,
                 retired,
+                part,
             } => WireStateBody::EventState(WireEventState {
                 event_id: event_id.to_string(),
                 spec: spec.into(),
                 sale: *sale,
                 retired: *retired,
+                part: i32::from(*part),
             }),
             StateRecord::Seat {
                 event_id,
@@ -1090,6 +1195,7 @@ impl TryFrom<WireStateBody> for StateRecord {
                 spec: e.spec.try_into()?,
                 sale: e.sale,
                 retired: e.retired,
+                part: int("part", e.part.into())?,
             },
             WireStateBody::SeatState(s) => {
                 let booking = || -> Result<BookingId, DecodeError> {

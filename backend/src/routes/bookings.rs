@@ -33,6 +33,38 @@ pub struct BookingRequest {
 
 /// Parses and checks a request against the event's layout, so that bad input
 /// is refused here with a precise reason and never reaches the queue.
+/// The part of the event that decides these seats
+/// (docs/event-partitioning.md). A pick spanning parts is refused: each
+/// part decides only its own seats, all or nothing.
+fn part_of_selection(event: &EventView, selection: &Selection) -> Result<u16, ApiError> {
+    let spec = &event.spec;
+    let mut parts = match selection {
+        Selection::Seats(seats) => seats
+            .iter()
+            .map(|s| spec.part_of_section(&s.section))
+            .collect::<Vec<_>>(),
+        Selection::BestAvailable { section, .. } => vec![spec.part_of_section(section)],
+    }
+    .into_iter()
+    .flatten();
+    let first = parts.next().unwrap_or(0);
+    if parts.any(|p| p != first) {
+        let r = boxoffice_domain::RejectReason::SeatsInSeveralParts;
+        return Err(ApiError::unprocessable(r.code(), r.message()));
+    }
+    Ok(first)
+}
+
+/// The part that decided a booking: the part of its seats (a refused
+/// booking has none; its part no longer matters, and part 0 answers).
+async fn part_of_booking(state: &AppState, view: &BookingView) -> Result<u16, ApiError> {
+    let Some(seat) = view.seats.first().and_then(|s| s.parse::<SeatId>().ok()) else {
+        return Ok(0);
+    };
+    let event = event(state, view.event_id).await?;
+    Ok(event.spec.part_of_section(&seat.section).unwrap_or(0))
+}
+
 fn selection(body: BookingRequest, event: &EventView) -> Result<Selection, ApiError> {
     let max = event.max_seats_per_buyer;
     match (body.seats, body.section, body.quantity) {
@@ -152,7 +184,7 @@ fn accepted(id: Uuid) -> HttpResponse {
         (status = 403, description = "`buyers_only`", body = ErrorBody),
         (status = 404, description = "`unknown_event`", body = ErrorBody),
         (status = 409, description = "`seats_taken`, `sale_not_open`, `no_adjacent_seats`, `buyer_limit_exceeded`", body = ErrorBody),
-        (status = 422, description = "`invalid_quantity`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 422, description = "`invalid_quantity`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`, `seats_in_several_parts`", body = ErrorBody),
         (status = 503, description = "`unavailable`: the queue is down; `overloaded`: more buyers than it decides in time, answered at once with `Retry-After`; retry with the same key", body = ErrorBody)))]
 pub async fn create(
     state: Data,
@@ -164,7 +196,8 @@ pub async fn create(
     let key = idempotency_key(&req)?;
     let event_view = event(&state, *id).await?;
     let selection = selection(body.into_inner(), &event_view)?;
-    let booking_id = BookingId::for_idempotency_key(buyer.0, &key);
+    let part = part_of_selection(&event_view, &selection)?;
+    let booking_id = BookingId::for_request(buyer.0, &key, part);
     let fingerprint = fingerprint(*id, &selection);
     // A replay is usually answered from the cache; one the cache lacks goes
     // to the seat-processor, which knows every live booking and remembers a
@@ -192,7 +225,16 @@ pub async fn create(
         selection,
         fingerprint,
     };
-    match command(&state, EventId(*id), booking_id.0, kind, "request_booking").await? {
+    match command(
+        &state,
+        EventId(*id),
+        part,
+        booking_id.0,
+        kind,
+        "request_booking",
+    )
+    .await?
+    {
         Answer::Replied(reply) => booking_answer(reply.rejection, reply.booking, true),
         Answer::Pending => Ok(accepted(booking_id.0)),
     }
@@ -370,10 +412,7 @@ pub async fn confirm(
         buyer: buyer.0,
         payment_reference: reference,
     };
-    match command(&state, EventId(view.event_id), *id, kind, "confirm_booking").await? {
-        Answer::Replied(reply) => booking_answer(reply.rejection, reply.booking, false),
-        Answer::Pending => Ok(accepted(*id)),
-    }
+    booking_command(&state, &view, kind, "confirm_booking").await
 }
 
 /// Cancels a hold and frees its seats.
@@ -394,8 +433,20 @@ pub async fn cancel(state: Data, buyer: Buyer, id: Path<Uuid>) -> Result<HttpRes
         booking_id: BookingId(*id),
         buyer: buyer.0,
     };
-    match command(&state, EventId(view.event_id), *id, kind, "cancel_booking").await? {
+    booking_command(&state, &view, kind, "cancel_booking").await
+}
+
+/// Sends a command about an existing booking to the part that decided it,
+/// and answers with its outcome.
+async fn booking_command(
+    state: &AppState,
+    view: &BookingView,
+    kind: CommandKind,
+    label: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    let part = part_of_booking(state, view).await?;
+    match command(state, EventId(view.event_id), part, view.id, kind, label).await? {
         Answer::Replied(reply) => booking_answer(reply.rejection, reply.booking, false),
-        Answer::Pending => Ok(accepted(*id)),
+        Answer::Pending => Ok(accepted(view.id)),
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Answer, command, event, interactive_query};
+use super::{Answer, command, command_partitions, event, interactive_query};
 use crate::auth::Organizer;
 use crate::error::ApiError;
 use crate::openapi::{
@@ -220,6 +220,17 @@ pub struct CreateEvent {
     max_seats_per_buyer: u16,
     #[serde(default = "default_hold_seconds")]
     hold_duration_seconds: i64,
+    /// How many parts the venue is decided in, each on its own partition
+    /// and so by its own seat-processor (section `i` in part `i % parts`);
+    /// at most the number of sections and of partitions. A buyer's pick
+    /// must lie within one part.
+    #[serde(default = "default_parts")]
+    #[schema(default = 1, minimum = 1, maximum = 64)]
+    parts: u16,
+}
+
+fn default_parts() -> u16 {
+    1
 }
 
 fn default_max_seats() -> u16 {
@@ -255,14 +266,27 @@ pub async fn create(
         price_categories: body.price_categories,
         max_seats_per_buyer: body.max_seats_per_buyer,
         hold_duration_ms: body.hold_duration_seconds.saturating_mul(1000),
+        parts: body.parts,
     };
     spec.validate()
         .map_err(|e| ApiError::unprocessable("invalid_event", e.to_string()))?;
+    let partitions = command_partitions(&state).await?;
+    if i32::from(spec.parts) > partitions {
+        return Err(ApiError::unprocessable(
+            "invalid_event",
+            format!("parts must be at most the {partitions} partitions of the booking queue"),
+        ));
+    }
     let id = EventId(Uuid::now_v7());
+    let parts = spec.parts;
     respond_event(
         &state,
         id,
-        CommandKind::CreateEvent { spec },
+        parts,
+        |part| CommandKind::CreateEvent {
+            spec: spec.clone(),
+            part,
+        },
         "create_event",
         StatusCode::CREATED,
     )
@@ -290,25 +314,45 @@ pub async fn set_sale(
     id: Path<Uuid>,
     body: Json<SetSale>,
 ) -> Result<HttpResponse, ApiError> {
-    event(&state, *id).await?;
+    let view = event(&state, *id).await?;
     respond_event(
         &state,
         EventId(*id),
-        CommandKind::SetSale { open: body.open },
+        view.spec.parts,
+        |_| CommandKind::SetSale { open: body.open },
         "set_sale",
         StatusCode::OK,
     )
     .await
 }
 
+/// Sends an event command to every part of the event, part 0 last, and
+/// answers with part 0's outcome (which stands for the event). Parts open a
+/// scheduled sale by the command's own time, so they agree; an organizer's
+/// command reaches every part, and a part that has not answered in time
+/// makes the answer `202`: its command is on its way, like any deferred one.
 async fn respond_event(
     state: &Data,
     id: EventId,
-    kind: CommandKind,
+    parts: u16,
+    kind: impl Fn(u16) -> CommandKind,
     label: &'static str,
     status: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
-    match command(state, id, id.0, kind, label).await? {
+    let mut pending = false;
+    for part in (1..parts).rev() {
+        match command(state, id, part, id.0, kind(part), label).await? {
+            Answer::Replied(reply) => {
+                if let Some(r) = reply.rejection {
+                    return Err(ApiError::rejected(&r));
+                }
+            }
+            Answer::Pending => pending = true,
+        }
+    }
+    let answer = command(state, id, 0, id.0, kind(0), label).await?;
+    let answer = if pending { Answer::Pending } else { answer };
+    match answer {
         Answer::Replied(reply) => match (reply.rejection, reply.event) {
             (Some(r), _) => Err(ApiError::rejected(&r)),
             (None, Some(view)) => Ok(HttpResponse::build(status)

@@ -13,8 +13,8 @@ use actix_web::web;
 use boxoffice_domain::{Command, CommandKind, EventId};
 use boxoffice_platform::messages::{CommandEnvelope, encode_command};
 use boxoffice_platform::now_ms;
-use boxoffice_platform::trace;
 use boxoffice_platform::views::{BookingView, EventView, Reply};
+use boxoffice_platform::{kafka, trace};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::FutureRecord;
 use redis::AsyncCommands;
@@ -66,11 +66,26 @@ pub enum Answer {
     Pending,
 }
 
-/// Publishes a command for `event` and waits up to the booking deadline for
-/// its outcome about `subject`.
+/// The partition count of `booking-commands`, read once from the broker.
+pub async fn command_partitions(state: &AppState) -> Result<i32, ApiError> {
+    state
+        .command_partitions
+        .get_or_try_init(|| {
+            let producer = state.producer.get();
+            let topic = state.topics.commands.clone();
+            async move { kafka::partition_count(&producer, &topic).await }
+        })
+        .await
+        .copied()
+        .map_err(|e| ApiError::unavailable("the booking queue is unavailable", format!("{e:#}")))
+}
+
+/// Publishes a command for part `part` of `event` and waits up to the
+/// booking deadline for its outcome about `subject`.
 pub async fn command(
     state: &AppState,
     event: EventId,
+    part: u16,
     subject: Uuid,
     kind: CommandKind,
     label: &'static str,
@@ -101,6 +116,7 @@ pub async fn command(
     };
     let payload = encode_command(&envelope);
     let key = event.to_string();
+    let partition = kafka::command_partition(event, part, command_partitions(state).await?);
     let waiter = state.waiters.register(subject);
     let started = Instant::now();
     // Bounded: with the broker down, answer 503 rather than hang. By then the
@@ -119,6 +135,7 @@ pub async fn command(
     let producer = state.producer.get();
     let publish = producer.send(
         FutureRecord::to(&state.topics.commands)
+            .partition(partition)
             .key(&key)
             .payload(&payload)
             .headers(headers),

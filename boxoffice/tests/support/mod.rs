@@ -289,6 +289,21 @@ impl Stack {
         seats: u16,
         hold_seconds: i64,
     ) -> String {
+        self.create_event_in_parts(api, sections, rows, seats, hold_seconds, 1)
+            .await
+    }
+
+    /// Creates an on-sale event decided in `parts` parts
+    /// (docs/event-partitioning.md); returns its id.
+    pub async fn create_event_in_parts(
+        &self,
+        api: &str,
+        sections: u8,
+        rows: u16,
+        seats: u16,
+        hold_seconds: i64,
+        parts: u16,
+    ) -> String {
         let token = self.organizer_token(api).await;
         let now = chrono::Utc::now();
         let sections: Vec<Value> = (0..sections)
@@ -312,6 +327,7 @@ impl Stack {
             ],
             "max_seats_per_buyer": 4,
             "hold_duration_seconds": hold_seconds,
+            "parts": parts,
         });
         let res = self
             .http

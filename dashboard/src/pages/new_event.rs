@@ -62,6 +62,7 @@ fn NewEventForm() -> impl IntoView {
     let starts_at = s("");
     let max_seats = s("6");
     let hold_minutes = s("10");
+    let parts = s("1");
     let open_now = RwSignal::new(true);
     let sale_opens_at = s("");
     let next_key = StoredValue::new(10usize);
@@ -134,6 +135,7 @@ fn NewEventForm() -> impl IntoView {
                 starts_at: starts_at.get_untracked(),
                 max_seats_per_buyer: number(max_seats, "Seats per buyer")?,
                 hold_minutes: number(hold_minutes, "Hold minutes")?,
+                parts: number(parts, "Parts")?,
                 open_now: open_now.get_untracked(),
                 sale_opens_at: sale_opens_at.get_untracked(),
                 categories: categories
@@ -183,6 +185,7 @@ fn NewEventForm() -> impl IntoView {
                 <div class="line">
                     {text_input("max-seats".into(), "Seats per buyer", max_seats, "number")}
                     {text_input("hold-minutes".into(), "Hold minutes", hold_minutes, "number")}
+                    {text_input("parts".into(), "Parts (one seat-processor each)", parts, "number")}
                     <label>
                         "Open the sale now"
                         <input id="open-now" type="checkbox" prop:checked=move || open_now.get()

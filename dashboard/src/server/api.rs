@@ -547,6 +547,7 @@ pub fn event_body(form: &NewEvent, now: DateTime<Utc>) -> anyhow::Result<Value> 
         "price_categories": categories,
         "max_seats_per_buyer": form.max_seats_per_buyer,
         "hold_duration_seconds": i64::from(form.hold_minutes) * 60,
+        "parts": form.parts,
     }))
 }
 
@@ -632,6 +633,7 @@ mod tests {
             starts_at: "2030-05-01T20:00".into(),
             max_seats_per_buyer: 4,
             hold_minutes: 10,
+            parts: 1,
             open_now: true,
             sale_opens_at: String::new(),
             categories: vec![CategoryForm {

@@ -340,7 +340,13 @@ fn commands_for_an_unknown_event_are_refused_and_create_is_idempotent() {
     assert_eq!(single(&t), (None, Some(RejectReason::UnknownEvent)));
     assert!(none.is_none());
 
-    let create = cmd(0, CommandKind::CreateEvent { spec: spec() });
+    let create = cmd(
+        0,
+        CommandKind::CreateEvent {
+            spec: spec(),
+            part: 0,
+        },
+    );
     let t = SeatMap::apply_to(&mut none, event(), &create);
     assert!(matches!(t.outcomes[0], Outcome::EventCreated { .. }));
     let again = SeatMap::apply_to(&mut none, event(), &create);
@@ -353,6 +359,7 @@ fn commands_for_an_unknown_event_are_refused_and_create_is_idempotent() {
             0,
             CommandKind::CreateEvent {
                 spec: EventSpec::demo("x", 1, 1, 1, 0),
+                part: 0,
             },
         ),
     );
@@ -432,7 +439,8 @@ fn an_event_over_long_enough_is_retired_and_refuses_everything() {
         Some(&StateChange::Event {
             spec: spec(),
             sale: SaleState::Open,
-            retired: true
+            retired: true,
+            part: 0,
         })
     );
     assert!(m.is_retired() && !m.retire_due(end + 2));
@@ -451,7 +459,13 @@ fn an_event_over_long_enough_is_retired_and_refuses_everything() {
             reason: RejectReason::SaleNotOpen
         }]
     );
-    let t = m.apply(&cmd(end + 4, CommandKind::CreateEvent { spec: spec() }));
+    let t = m.apply(&cmd(
+        end + 4,
+        CommandKind::CreateEvent {
+            spec: spec(),
+            part: 0,
+        },
+    ));
     assert_eq!(
         t.outcomes,
         vec![Outcome::EventRejected {
@@ -484,6 +498,7 @@ fn stored_bookings_that_cannot_be_one_state_are_refused() {
         SeatMap::from_parts(
             event(),
             spec(),
+            0,
             SaleState::Open,
             [held.clone(), twin.clone()]
         ),
@@ -496,7 +511,7 @@ fn stored_bookings_that_cannot_be_one_state_are_refused() {
     // A released booking keeps its seat list but not its seats.
     twin.status = BookingStatus::Cancelled;
     let rebuilt =
-        SeatMap::from_parts(event(), spec(), SaleState::Open, [held.clone(), twin]).unwrap();
+        SeatMap::from_parts(event(), spec(), 0, SaleState::Open, [held.clone(), twin]).unwrap();
     assert_eq!(
         rebuilt.status(&seat("A-1-1")),
         Some(SeatStatus::Held(booking(1)))
@@ -504,7 +519,7 @@ fn stored_bookings_that_cannot_be_one_state_are_refused() {
     let mut stray = held;
     stray.seats = vec![seat("Q-9-9")];
     assert_eq!(
-        SeatMap::from_parts(event(), spec(), SaleState::Open, [stray]),
+        SeatMap::from_parts(event(), spec(), 0, SaleState::Open, [stray]),
         Err(PartsError::NoSuchSeat {
             seat: seat("Q-9-9"),
             booking: booking(1)
@@ -617,7 +632,7 @@ fn rebuild(changes: &[StateChange]) -> SeatMap {
             }
         }
     }
-    SeatMap::from_parts(event(), meta.0, meta.1, bookings.into_values())
+    SeatMap::from_parts(event(), meta.0, 0, meta.1, bookings.into_values())
         .expect("the changes of one seat map are consistent")
 }
 
@@ -685,7 +700,7 @@ proptest! {
     #[test]
     fn state_changes_rebuild_the_same_seat_map(commands in arb_commands()) {
         let mut live = map();
-        let mut log = vec![StateChange::Event { spec: spec(), sale: SaleState::Scheduled, retired: false }];
+        let mut log = vec![StateChange::Event { spec: spec(), sale: SaleState::Scheduled, retired: false, part: 0 }];
         for c in &commands {
             log.extend(live.apply(c).changes);
         }

@@ -16,7 +16,10 @@ fn commands() -> Vec<CommandKind> {
     let booking_id = BookingId(Uuid::from_u128(7));
     let buyer = BuyerId(Uuid::from_u128(9));
     vec![
-        CommandKind::CreateEvent { spec: spec() },
+        CommandKind::CreateEvent {
+            spec: spec(),
+            part: 0,
+        },
         CommandKind::SetSale { open: true },
         CommandKind::RequestBooking {
             booking_id,
@@ -43,9 +46,32 @@ fn commands() -> Vec<CommandKind> {
     ]
 }
 
+/// The commands between the parts of an event (docs/event-partitioning.md).
+fn part_commands() -> Vec<CommandKind> {
+    let booking_id = BookingId(Uuid::from_u128(8));
+    let buyer = BuyerId(Uuid::from_u128(9));
+    let mut spec = spec();
+    spec.parts = 2;
+    vec![
+        CommandKind::CreateEvent { spec, part: 1 },
+        CommandKind::ReserveQuota {
+            booking_id,
+            buyer,
+            seats: vec!["B-1-1".parse().unwrap()],
+            from_part: 1,
+        },
+        CommandKind::QuotaAnswer {
+            booking_id,
+            buyer,
+            granted: true,
+        },
+        CommandKind::ReleaseQuota { booking_id },
+    ]
+}
+
 #[test]
 fn every_command_round_trips() {
-    for (i, kind) in commands().into_iter().enumerate() {
+    for (i, kind) in commands().into_iter().chain(part_commands()).enumerate() {
         let c = CommandEnvelope {
             event_id: event(),
             reply_to: (i % 2 == 0).then(|| "api-1".to_owned()),
@@ -89,6 +115,7 @@ fn every_outcome_and_state_record_round_trips() {
             seq: seq as i64,
             at_ms: 3,
             reply_to: Some("api-2".into()),
+            part: (seq % 3) as u16,
             outcome,
         };
         assert_eq!(decode_outcome(&encode_outcome(&o)).unwrap(), o);
@@ -99,6 +126,22 @@ fn every_outcome_and_state_record_round_trips() {
         .collect();
     records.push(StateRecord::Applied { offset: 77 });
     records.push(StateRecord::Forgotten { at_ms: 12 });
+    // A part of an event, a pending booking and a home part's quota record.
+    let mut in_parts = spec();
+    in_parts.parts = 2;
+    records.push(StateRecord::Event {
+        event_id: event(),
+        spec: in_parts,
+        sale: SaleState::Open,
+        retired: false,
+        part: 1,
+    });
+    let pending = changes_of_booking(BookingStatus::Pending, None);
+    records.push(StateRecord::Booking(pending));
+    records.push(StateRecord::Booking(changes_of_booking(
+        BookingStatus::Held,
+        Some(1),
+    )));
     assert!(records.len() > 5);
     for r in records {
         assert_eq!(decode_state(&encode_state(&r)).unwrap(), r);
@@ -186,6 +229,7 @@ fn changelog_records_round_trip_with_epoch_batch_and_previous() {
         fingerprint: "f".into(),
         payment_reference: None,
         updated_at_ms: 3,
+        quota_of: None,
     };
     let seat = |status| StateRecord::Seat {
         event_id: event(),
@@ -213,12 +257,14 @@ fn changelog_records_round_trip_with_epoch_batch_and_previous() {
                 spec: spec(),
                 sale: SaleState::Closed,
                 retired: true,
+                part: 0,
             },
             Some(StateRecord::Event {
                 event_id: event(),
                 spec: spec(),
                 sale: SaleState::Open,
                 retired: false,
+                part: 0,
             }),
         ),
         (
@@ -372,4 +418,21 @@ fn local_state_stays_self_describing_whatever_the_framing() {
     let bytes = encode_state(&record);
     assert_eq!(bytes[..2], SINGLE_OBJECT);
     assert_eq!(decode_state(&bytes).unwrap(), record);
+}
+
+/// A booking of the test event in `status`, a quota record when `quota_of`.
+fn changes_of_booking(status: BookingStatus, quota_of: Option<u16>) -> Booking {
+    Booking {
+        id: BookingId(Uuid::from_u128(11)),
+        event_id: event(),
+        buyer: BuyerId(Uuid::from_u128(9)),
+        seats: vec!["B-1-2".parse().unwrap()],
+        status,
+        hold_expires_at_ms: 9_000,
+        total_cents: 100,
+        fingerprint: "f".into(),
+        payment_reference: None,
+        updated_at_ms: 5,
+        quota_of,
+    }
 }

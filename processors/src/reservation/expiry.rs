@@ -63,7 +63,10 @@ pub(super) async fn run(
             continue;
         }
         let at = now_ms();
-        let payloads: Vec<(String, Vec<u8>, uuid::Uuid)> = fresh
+        // To the partition that decided the booking (the outcomes of a
+        // partition of booking-commands are on the same partition of
+        // booking-events), so it is ordered with that booking's commands.
+        let payloads: Vec<(String, Vec<u8>, uuid::Uuid, i32)> = fresh
             .iter()
             .map(|d| {
                 let envelope = CommandEnvelope {
@@ -76,16 +79,24 @@ pub(super) async fn run(
                         },
                     },
                 };
-                (d.event_id.to_string(), encode_command(&envelope), d.id)
+                (
+                    d.event_id.to_string(),
+                    encode_command(&envelope),
+                    d.id,
+                    d.kafka_partition,
+                )
             })
             .collect();
-        let sends = payloads.iter().map(|(key, payload, _)| {
+        let sends = payloads.iter().map(|(key, payload, _, partition)| {
             producer.send(
-                FutureRecord::to(&commands_topic).key(key).payload(payload),
+                FutureRecord::to(&commands_topic)
+                    .partition(*partition)
+                    .key(key)
+                    .payload(payload),
                 Duration::from_secs(5),
             )
         });
-        for (result, (_, _, id)) in futures::future::join_all(sends)
+        for (result, (_, _, id, _)) in futures::future::join_all(sends)
             .await
             .into_iter()
             .zip(&payloads)

@@ -411,6 +411,12 @@ async fn record_batch(
             let mut run = BookingRun::default();
             for (partition, o, _) in outcomes {
                 match &o.outcome {
+                    // Every part of an event answers its event commands;
+                    // part 0 stands for the event (its seq orders them),
+                    // the others only answer the API waiting for them.
+                    Outcome::EventCreated { .. } | Outcome::SaleChanged { .. } if o.part != 0 => {
+                        recorded.push(Recorded::Nothing)
+                    }
                     Outcome::EventCreated { spec, sale } => {
                         run.write(conn, &mut recorded).await?;
                         store::insert_event(conn, o.event_id, spec, *sale, o.seq).await?;

@@ -425,6 +425,10 @@ pub struct DueHold {
     pub id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub event_id: Uuid,
+    /// The partition that decided the booking: its expiry goes there (an
+    /// event in several parts has its bookings on several partitions).
+    #[diesel(sql_type = Integer)]
+    pub kafka_partition: i32,
 }
 
 /// Held bookings past their expiry on the given partitions.
@@ -434,7 +438,7 @@ pub async fn due_holds(
     limit: i64,
 ) -> diesel::QueryResult<Vec<DueHold>> {
     sql_query(
-        "SELECT id, event_id FROM bookings WHERE status = 'held' AND kafka_partition = ANY($1) \
+        "SELECT id, event_id, kafka_partition FROM bookings WHERE status = 'held' AND kafka_partition = ANY($1) \
          AND hold_expires_at <= now() ORDER BY hold_expires_at LIMIT $2",
     )
     .bind::<Array<Integer>, _>(partitions)

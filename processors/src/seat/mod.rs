@@ -248,6 +248,10 @@ async fn process(
         kafka::consumer(&config.common, &group(&config.common), instance, context)?;
     consumer.subscribe(&[&topics.commands])?;
     let producer = kafka::producer(&config.common, instance)?;
+    // Parts of one event talk through booking-commands, each part on its
+    // own partition (docs/event-partitioning.md): where a part's commands
+    // go follows from the topic's partition count.
+    let command_partitions = kafka::partition_count(&producer, &topics.commands).await?;
     let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
     let mut held = Held::default();
     let mut restores: tokio::task::JoinSet<(i32, Result<Partition, RestoreError>)> =
@@ -414,7 +418,7 @@ async fn process(
                 continue;
             }
             let writes = pending.entry(p).or_default();
-            apply_message(partition, m, writes, metrics);
+            apply_message(partition, m, writes, metrics, command_partitions);
             partition.applied = Some(m.offset());
             partition.next_command = m.offset() + 1;
             writes.last_offset = m.offset();
@@ -543,6 +547,10 @@ struct PendingWrites {
     changes: BTreeMap<String, StateRecord>,
     /// Commands nobody can read, for the dead-letter topic.
     dead_letters: Vec<kafka::DeadLetter>,
+    /// Commands for other parts of an event: (partition, key, payload).
+    /// Sent with the outcomes, before the marker, so a replay sends them
+    /// again and never loses one; their receivers drop repeats.
+    forwards: Vec<(i32, String, Vec<u8>)>,
     last_offset: i64,
     /// One span per applied command, open until the batch is committed.
     spans: Vec<tracing::Span>,
@@ -554,6 +562,7 @@ fn apply_message(
     m: &rdkafka::message::BorrowedMessage<'_>,
     writes: &mut PendingWrites,
     metrics: &SeatMetrics,
+    command_partitions: i32,
 ) {
     let envelope = match m.payload().map(decode_command) {
         Some(Ok(c)) => c,
@@ -621,8 +630,30 @@ fn apply_message(
     }
     let mut slot = partition.events.remove(&event_id);
     let transition = SeatMap::apply_to(&mut slot, event_id, &envelope.command);
+    let part = slot.as_ref().map_or(0, SeatMap::part);
     if let Some(map) = slot {
         partition.events.insert(event_id, map);
+    }
+    if !transition.forwards.is_empty() {
+        // Part 0 sits at the partition the event id hashes to, part k k
+        // partitions further on: this part's partition tells where part 0 is.
+        let base = (m.partition() - i32::from(part)).rem_euclid(command_partitions);
+        for f in transition.forwards {
+            let to = (base + i32::from(f.part)).rem_euclid(command_partitions);
+            let forward = boxoffice_platform::messages::CommandEnvelope {
+                event_id,
+                reply_to: envelope.reply_to.clone(),
+                command: boxoffice_domain::Command {
+                    at_ms: envelope.command.at_ms,
+                    kind: f.kind,
+                },
+            };
+            writes.forwards.push((
+                to,
+                event_id.to_string(),
+                boxoffice_platform::messages::encode_command(&forward),
+            ));
+        }
     }
     let kind = command_kind(&envelope.command.kind);
     let result = if transition.outcomes.iter().any(is_rejection) {
@@ -643,6 +674,7 @@ fn apply_message(
                 seq: m.offset(),
                 at_ms: envelope.command.at_ms,
                 reply_to: envelope.reply_to.clone(),
+                part,
                 outcome,
             },
             carrier.clone(),
@@ -680,6 +712,9 @@ fn command_kind(k: &boxoffice_domain::CommandKind) -> &'static str {
         K::ConfirmBooking { .. } => "confirm_booking",
         K::CancelBooking { .. } => "cancel_booking",
         K::ExpireHold { .. } => "expire_hold",
+        K::ReserveQuota { .. } => "reserve_quota",
+        K::QuotaAnswer { .. } => "quota_answer",
+        K::ReleaseQuota { .. } => "release_quota",
     }
 }
 
@@ -752,6 +787,18 @@ async fn commit_batch(
         .values()
         .flat_map(|w| &w.dead_letters)
         .map(|d| d.send(producer, &topics.dead_letters, timeout));
+    let forward_sends = pending
+        .values()
+        .flat_map(|w| &w.forwards)
+        .map(|(to, key, payload)| {
+            producer.send(
+                FutureRecord::to(&topics.commands)
+                    .partition(*to)
+                    .key(key)
+                    .payload(payload),
+                timeout,
+            )
+        });
     let changelog_runs = records.iter().map(|(p, list)| {
         let next = owned[p].next_changelog;
         async move {
@@ -759,13 +806,17 @@ async fn commit_batch(
             (*p, landed)
         }
     });
-    let (outcomes, dead_letters, changelog_runs) = futures::join!(
+    let (outcomes, forwards, dead_letters, changelog_runs) = futures::join!(
         futures::future::join_all(outcome_sends),
+        futures::future::join_all(forward_sends),
         futures::future::join_all(dead_letter_sends),
         futures::future::join_all(changelog_runs),
     );
     for r in outcomes {
         r.map_err(|(e, _)| anyhow::anyhow!("publishing outcome failed: {e}"))?;
+    }
+    for r in forwards {
+        r.map_err(|(e, _)| anyhow::anyhow!("sending a command to another part failed: {e}"))?;
     }
     for (r, d) in dead_letters
         .into_iter()

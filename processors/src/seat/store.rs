@@ -158,7 +158,7 @@ impl Store {
     /// ignored.
     pub fn load(&self, partition: i32) -> anyhow::Result<HashMap<EventId, SeatMap>> {
         let p = prefix(partition);
-        let mut events: HashMap<EventId, (EventSpec, SaleState, bool)> = HashMap::new();
+        let mut events: HashMap<EventId, (EventSpec, SaleState, bool, u16)> = HashMap::new();
         let mut bookings: HashMap<EventId, Vec<Booking>> = HashMap::new();
         for item in self
             .db
@@ -179,8 +179,9 @@ impl Store {
                     spec,
                     sale,
                     retired,
+                    part,
                 } => {
-                    events.insert(event_id, (spec, sale, retired));
+                    events.insert(event_id, (spec, sale, retired, part));
                 }
                 StateRecord::Booking(b) => bookings.entry(b.event_id).or_default().push(b),
                 StateRecord::Seat { .. }
@@ -191,13 +192,13 @@ impl Store {
         }
         events
             .into_iter()
-            .map(|(id, (spec, sale, retired))| {
+            .map(|(id, (spec, sale, retired, part))| {
                 if retired {
-                    return Ok((id, SeatMap::retired(id, spec, sale)));
+                    return Ok((id, SeatMap::retired(id, spec, part, sale)));
                 }
+                let bookings = bookings.remove(&id).unwrap_or_default();
                 let map =
-                    SeatMap::from_parts(id, spec, sale, bookings.remove(&id).unwrap_or_default())
-                        .with_context(|| {
+                    SeatMap::from_parts(id, spec, part, sale, bookings).with_context(|| {
                         format!("partition {partition} holds no consistent state for event {id}")
                     })?;
                 Ok((id, map))
