@@ -9,8 +9,10 @@
 # Settings (environment): BENCH_RATE arrivals/s (5000), BENCH_RAMP_SECS (5),
 # BENCH_REQUESTS (100000), BENCH_CONCURRENCY most in flight (4000),
 # BENCH_SECTIONS x BENCH_ROWS x BENCH_SEATS_PER_ROW (4 x 25 x 100),
-# BENCH_PARTITIONS (6), BENCH_FETCH_WAIT_MS (the roles' default when unset),
-# BENCH_PROFILE (release).
+# BENCH_PARTITIONS (6), BENCH_PARTS parts of the event, each on its own
+# partition (1; docs/event-partitioning.md), BENCH_SEAT_PROCESSORS (2),
+# BENCH_FETCH_WAIT_MS (the roles' default when unset), BENCH_PROFILE (release),
+# BENCH_TAG (a suffix of the report's name, for variants of one commit).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,9 +28,12 @@ REQUESTS="${BENCH_REQUESTS:-100000}"
 CONCURRENCY="${BENCH_CONCURRENCY:-4000}"
 SECTIONS="${BENCH_SECTIONS:-4}" ROWS="${BENCH_ROWS:-25}" SEATS="${BENCH_SEATS_PER_ROW:-100}"
 PARTITIONS="${BENCH_PARTITIONS:-6}"
+PARTS="${BENCH_PARTS:-1}"
+SEAT_PROCESSORS="${BENCH_SEAT_PROCESSORS:-2}"
 
 say() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[bench] error:\033[0m %s\n' "$*" >&2; exit 1; }
+[[ "$SEAT_PROCESSORS" == 1 || "$SEAT_PROCESSORS" == 2 ]] || die "BENCH_SEAT_PROCESSORS must be 1 or 2"
 
 scripts/stack.sh install >&2
 scripts/stack.sh up >&2
@@ -44,7 +49,8 @@ RUN_ID="$(date -u +%Y%m%d%H%M%S)"
 COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/results' || echo '+changes')"
 OUT_DIR="$STACK/bench/$RUN_ID"
 mkdir -p "$OUT_DIR/logs" "$ROOT/bench/results"
-REPORT="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD).md"
+# BENCH_TAG names a variant of the same commit's run (e.g. parts-2).
+REPORT="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)${BENCH_TAG:+-$BENCH_TAG}.md"
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
 export BOXOFFICE_TOPIC_PREFIX="bench-$RUN_ID-" BOXOFFICE_REDIS_PREFIX="bench-$RUN_ID:"
 export BOXOFFICE_PARTITIONS="$PARTITIONS" DATABASE_URL="postgres://postgres@127.0.0.1:5432/bx_bench_$RUN_ID"
@@ -56,7 +62,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 broker_pid="$(cat "$STACK/broker/pid")"
 hz="$(getconf CLK_TCK)"
 
-pids=()
+pids=() names=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -67,7 +73,7 @@ start_role() {
   say "starting $instance on :$port"
   (exec env BOXOFFICE_INSTANCE="$instance" BOXOFFICE_PORT="$port" BOXOFFICE_STATE_DIR="$OUT_DIR/state" "$@" \
     "$BIN" "$role" >>"$OUT_DIR/logs/$instance.log" 2>&1 </dev/null) &
-  pids+=("$!")
+  pids+=("$!") names+=("${instance#bench-}")
   local waited=0
   until curl -sf "http://127.0.0.1:$port/health/ready" -o /dev/null; do
     (( waited >= 120 )) && { tail -20 "$OUT_DIR/logs/$instance.log"; die "$instance not ready"; }
@@ -82,13 +88,14 @@ broker_idle_empty=$(( (b1 - b0) * 100 / (5 * hz) ))
 start_role reservation-processor bench-reservation-1 18180
 start_role reservation-processor bench-reservation-2 18181
 start_role seat-processor bench-seat-1 18280
-start_role seat-processor bench-seat-2 18281
+if [[ "$SEAT_PROCESSORS" == 2 ]]; then start_role seat-processor bench-seat-2 18281; fi
 start_role api bench-api-1 18080 BOXOFFICE_RESERVATION_URL=http://127.0.0.1:18180
 start_role api bench-api-2 18081 BOXOFFICE_RESERVATION_URL=http://127.0.0.1:18181
 sleep 5
 b0="$(ticks "$broker_pid")"; sleep 5; b1="$(ticks "$broker_pid")"
 broker_idle_roles=$(( (b1 - b0) * 100 / (5 * hz) ))
 say "broker CPU at rest: ${broker_idle_empty}% of a core before the roles, ${broker_idle_roles}% with them connected"
+roles_started="${#pids[@]}"
 
 say "measuring the broker's own ceiling"
 "$BIN" broker-bench --messages 100000 --size 200 >"$OUT_DIR/ceiling.json"
@@ -99,9 +106,9 @@ for p in "$broker_pid" "${pids[@]}"; do before[$p]="$(ticks "$p")"; done
 pg_before="$(ps -C postgres -o times= | awk '{s+=$1} END {print s+0}')"
 redis_before="$(ps -C redis-server -o times= | awk '{s+=$1} END {print s+0}')"
 started="$(date +%s%N)"
-say "the spike: $REQUESTS buyers at up to $RATE/s (ramp ${RAMP}s) for ${SECTIONS}x${ROWS}x${SEATS} seats"
+say "the spike: $REQUESTS buyers at up to $RATE/s (ramp ${RAMP}s) for ${SECTIONS}x${ROWS}x${SEATS} seats in $PARTS part(s), $SEAT_PROCESSORS seat-processor(s)"
 "$BIN" loadgen --api http://127.0.0.1:18080,http://127.0.0.1:18081 \
-  --sections "$SECTIONS" --rows "$ROWS" --seats-per-row "$SEATS" \
+  --sections "$SECTIONS" --rows "$ROWS" --seats-per-row "$SEATS" --parts "$PARTS" \
   --requests "$REQUESTS" --concurrency "$CONCURRENCY" --rate "$RATE" --ramp-secs "$RAMP" \
   --max-quantity 4 --explicit-share 0.5 --confirm-share 0.5 --cancel-share 0.2 --seed 7 \
   >"$OUT_DIR/loadgen.json"
@@ -115,20 +122,19 @@ cpu() { awk -v t="$(( $(ticks "$1") - ${before[$1]} ))" -v s="$secs" -v hz="$hz"
 cpu_secs() { awk -v a="$1" -v b="$2" -v s="$secs" 'BEGIN {printf "%.0f", (b - a) * 100 / s}'; }
 "$BIN" broker-bench --watermarks "$BOXOFFICE_TOPIC_PREFIX" >"$OUT_DIR/records.json"
 
+role_cpus=()
+for i in "${!pids[@]}"; do role_cpus+=("${names[$i]}=$(cpu "${pids[$i]}")"); done
 python3 - "$OUT_DIR" "$REPORT" "$COMMIT" "$secs" "$broker_idle_empty" "$broker_idle_roles" \
-  "broker=$(cpu "$broker_pid")" \
-  "reservation-1=$(cpu "${pids[0]}")" "reservation-2=$(cpu "${pids[1]}")" \
-  "seat-1=$(cpu "${pids[2]}")" "seat-2=$(cpu "${pids[3]}")" \
-  "api-1=$(cpu "${pids[4]}")" "api-2=$(cpu "${pids[5]}")" \
+  "broker=$(cpu "$broker_pid")" "${role_cpus[@]}" \
   "postgres=$(cpu_secs "$pg_before" "$pg_after")" \
   "redis=$(cpu_secs "$redis_before" "$redis_after")" \
   "$(du -h "$STACK/broker/broker.db" | cut -f1)" \
-  "$RATE $RAMP $REQUESTS $CONCURRENCY $SECTIONS $ROWS $SEATS $PARTITIONS $PROFILE" <<'PY'
+  "$RATE $RAMP $REQUESTS $CONCURRENCY $SECTIONS $ROWS $SEATS $PARTITIONS $PROFILE $PARTS $SEAT_PROCESSORS $roles_started" <<'PY'
 import json, sys, datetime, os
 out, report, commit, secs, idle_empty, idle_roles = sys.argv[1:7]
 cpus = dict(a.split("=", 1) for a in sys.argv[7:-2])
 broker_file = sys.argv[-2]
-rate, ramp, requests, conc, sections, rows, seats, partitions, profile = sys.argv[-1].split()
+rate, ramp, requests, conc, sections, rows, seats, partitions, profile, parts, seat_processors, roles = sys.argv[-1].split()
 lg = json.load(open(f"{out}/loadgen.json"))
 ceiling = json.load(open(f"{out}/ceiling.json"))
 records = json.load(open(f"{out}/records.json"))
@@ -142,11 +148,12 @@ lines = [
     f"# On-sale benchmark {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, commit {commit}",
     "",
     f"Machine: {cores} cores ({model}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
-    "everything on this host: broker (nisshi, sqlite), PostgreSQL, Redis, 2 API, 2 seat-processor, "
+    f"everything on this host: broker (nisshi, sqlite), PostgreSQL, Redis, 2 API, {seat_processors} seat-processor, "
     f"2 reservation-processor ({profile} build) and the load generator.",
     "",
     f"Command: `bench/run.sh` (BENCH_RATE={rate} BENCH_RAMP_SECS={ramp} BENCH_REQUESTS={requests} "
-    f"BENCH_CONCURRENCY={conc}, {sections}x{rows}x{seats} seats, {partitions} partitions)",
+    f"BENCH_CONCURRENCY={conc} BENCH_PARTS={parts} BENCH_SEAT_PROCESSORS={seat_processors}, "
+    f"{sections}x{rows}x{seats} seats, {partitions} partitions)",
     "",
     "## The spike (open loop, latency from each scheduled arrival to its final answer)",
     "",
@@ -187,7 +194,7 @@ lines = [
     "## Broker state",
     "",
     f"- Broker at rest before the run: {idle_empty}% of a core with no roles of this run; "
-    f"{idle_roles}% with the six roles connected and idle.",
+    f"{idle_roles}% with the {roles} roles connected and idle.",
     f"- Its sqlite file after the run: {broker_file}.",
     "",
 ]
