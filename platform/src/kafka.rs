@@ -18,16 +18,38 @@ use boxoffice_domain::EventId;
 
 use crate::config::CommonConfig;
 
-/// The partition of `booking-commands` that decides part `part` of an event
-/// (docs/event-partitioning.md): part 0 where the producer's default
-/// partitioner puts the event id as a key (librdkafka's
-/// `consistent_random`: the CRC-32 of the key, modulo the partition count),
-/// each further part on the next partition. Parts never share a partition:
-/// an event has at most as many parts as the topic has partitions.
-pub fn command_partition(event: EventId, part: u16, partitions: i32) -> i32 {
-    let n = u32::try_from(partitions.max(1)).expect("positive");
-    let base = crc32fast::hash(event.to_string().as_bytes()) % n;
-    i32::try_from((base + u32::from(part)) % n).expect("below a partition count")
+/// Part `part` of an event decided in `parts` parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPart {
+    pub part: u16,
+    pub parts: u16,
+}
+
+impl EventPart {
+    /// The only part of an event decided in one.
+    pub const WHOLE: Self = Self { part: 0, parts: 1 };
+
+    /// How many partitions apart consecutive parts sit: the parts are
+    /// spread evenly over the partitions, so that consecutive partitions
+    /// going to one consumer (as range-like assignments do) does not put
+    /// every part of an event on one seat-processor.
+    pub fn stride(parts: u16, partitions: i32) -> i32 {
+        (partitions / i32::from(parts.max(1))).max(1)
+    }
+
+    /// The partition of `booking-commands` that decides this part
+    /// (docs/event-partitioning.md): part 0 where the producer's default
+    /// partitioner puts the event id as a key (librdkafka's
+    /// `consistent_random`: the CRC-32 of the key, modulo the partition
+    /// count), part k `k * stride` partitions further on. Parts never share
+    /// a partition: an event has at most as many parts as the topic has
+    /// partitions.
+    pub fn partition(self, event: EventId, partitions: i32) -> i32 {
+        let n = partitions.max(1);
+        let base = i64::from(crc32fast::hash(event.to_string().as_bytes())) % i64::from(n);
+        let offset = i64::from(self.part) * i64::from(Self::stride(self.parts, n));
+        i32::try_from((base + offset) % i64::from(n)).expect("below a partition count")
+    }
 }
 
 /// The partition count of `topic`, from the broker's metadata.
@@ -435,15 +457,25 @@ mod tests {
         // librdkafka's CRC-32 is the IEEE one: its check value.
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
         let event = EventId(uuid::Uuid::from_u128(42));
-        let base = command_partition(event, 0, 6);
+        let on = |part, parts, partitions| EventPart { part, parts }.partition(event, partitions);
+        let base = on(0, 1, 6);
         assert_eq!(
             base,
             (crc32fast::hash(event.to_string().as_bytes()) % 6) as i32
         );
-        let parts: Vec<i32> = (0..6).map(|k| command_partition(event, k, 6)).collect();
-        let distinct: std::collections::HashSet<i32> = parts.iter().copied().collect();
-        assert_eq!(distinct.len(), 6, "six parts on six partitions: {parts:?}");
-        assert_eq!(command_partition(event, 1, 6), (base + 1) % 6);
+        for (parts, partitions) in [(6, 6), (2, 6), (3, 7), (4, 30), (30, 30), (1, 1)] {
+            let all: std::collections::HashSet<i32> =
+                (0..parts).map(|k| on(k, parts, partitions)).collect();
+            assert_eq!(
+                all.len(),
+                usize::from(parts),
+                "{parts} parts on {partitions} partitions"
+            );
+            assert!(all.iter().all(|p| (0..partitions).contains(p)));
+        }
+        // Two parts of six partitions sit three apart (two halves).
+        assert_eq!(on(1, 2, 6), (on(0, 2, 6) + 3) % 6);
+        assert_eq!(on(0, 2, 6), base, "part 0 is where the key puts the event");
     }
 
     fn common(replication_factor: i32, min_insync_replicas: i32) -> CommonConfig {

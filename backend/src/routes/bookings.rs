@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use actix_web::web::{Json, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use boxoffice_domain::{BookingId, CommandKind, EventId, SeatId, SectionCode, Selection};
+use boxoffice_platform::kafka::EventPart;
 use boxoffice_platform::views::{BookingView, EventView};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Answer, booking, cached_booking, command, event, public};
+use super::{Answer, admit_booking, booking, cached_booking, command, event, public};
 use crate::auth::Buyer;
 use crate::error::ApiError;
 use crate::openapi::{ErrorBody, Pending};
@@ -57,12 +58,15 @@ fn part_of_selection(event: &EventView, selection: &Selection) -> Result<u16, Ap
 
 /// The part that decided a booking: the part of its seats (a refused
 /// booking has none; its part no longer matters, and part 0 answers).
-async fn part_of_booking(state: &AppState, view: &BookingView) -> Result<u16, ApiError> {
+async fn part_of_booking(state: &AppState, view: &BookingView) -> Result<EventPart, ApiError> {
     let Some(seat) = view.seats.first().and_then(|s| s.parse::<SeatId>().ok()) else {
-        return Ok(0);
+        return Ok(EventPart::WHOLE);
     };
     let event = event(state, view.event_id).await?;
-    Ok(event.spec.part_of_section(&seat.section).unwrap_or(0))
+    Ok(EventPart {
+        part: event.spec.part_of_section(&seat.section).unwrap_or(0),
+        parts: event.spec.parts,
+    })
 }
 
 fn selection(body: BookingRequest, event: &EventView) -> Result<Selection, ApiError> {
@@ -194,6 +198,7 @@ pub async fn create(
     body: Json<BookingRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
+    let _admitted = admit_booking(&state)?;
     let event_view = event(&state, *id).await?;
     let selection = selection(body.into_inner(), &event_view)?;
     let part = part_of_selection(&event_view, &selection)?;
@@ -224,6 +229,10 @@ pub async fn create(
         buyer: buyer.0,
         selection,
         fingerprint,
+    };
+    let part = EventPart {
+        part,
+        parts: event_view.spec.parts,
     };
     match command(
         &state,

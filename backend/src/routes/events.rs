@@ -5,6 +5,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{Json, Path};
 use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout};
+use boxoffice_platform::kafka::EventPart;
 use boxoffice_platform::now_ms;
 use boxoffice_platform::views::{BookingTally, EventView};
 use chrono::{DateTime, Utc};
@@ -341,7 +342,8 @@ async fn respond_event(
 ) -> Result<HttpResponse, ApiError> {
     let mut pending = false;
     for part in (1..parts).rev() {
-        match command(state, id, part, id.0, kind(part), label).await? {
+        let at = EventPart { part, parts };
+        match command(state, id, at, id.0, kind(part), label).await? {
             Answer::Replied(reply) => {
                 if let Some(r) = reply.rejection {
                     return Err(ApiError::rejected(&r));
@@ -350,7 +352,8 @@ async fn respond_event(
             Answer::Pending => pending = true,
         }
     }
-    let answer = command(state, id, 0, id.0, kind(0), label).await?;
+    let at = EventPart { part: 0, parts };
+    let answer = command(state, id, at, id.0, kind(0), label).await?;
     let answer = if pending { Answer::Pending } else { answer };
     match answer {
         Answer::Replied(reply) => match (reply.rejection, reply.event) {

@@ -21,6 +21,7 @@ use redis::AsyncCommands;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::admission::Ticket;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -66,6 +67,21 @@ pub enum Answer {
     Pending,
 }
 
+/// Under overload new bookings are refused at once (docs/admission.md):
+/// before the request costs anything else (its cache lookups included), so
+/// what is shed is answered at once and what is admitted finds the cache's
+/// connections free. Hold the ticket until the request is answered.
+pub fn admit_booking(state: &AppState) -> Result<Ticket<'_>, ApiError> {
+    state.admission.try_admit().ok_or_else(|| {
+        state
+            .metrics
+            .commands
+            .with_label_values(&["request_booking", "overloaded"])
+            .inc();
+        ApiError::Overloaded
+    })
+}
+
 /// The partition count of `booking-commands`, read once from the broker.
 pub async fn command_partitions(state: &AppState) -> Result<i32, ApiError> {
     state
@@ -85,7 +101,7 @@ pub async fn command_partitions(state: &AppState) -> Result<i32, ApiError> {
 pub async fn command(
     state: &AppState,
     event: EventId,
-    part: u16,
+    part: kafka::EventPart,
     subject: Uuid,
     kind: CommandKind,
     label: &'static str,
@@ -98,25 +114,14 @@ pub async fn command(
             kind,
         },
     };
-    // Under overload new bookings are refused at once (docs/admission.md);
-    // a buyer's confirmation or cancellation, and the organizer's commands,
-    // never are.
-    let ticket = if matches!(envelope.command.kind, CommandKind::RequestBooking { .. }) {
-        let Some(ticket) = state.admission.try_admit() else {
-            state
-                .metrics
-                .commands
-                .with_label_values(&[label, "overloaded"])
-                .inc();
-            return Err(ApiError::Overloaded);
-        };
-        ticket
-    } else {
-        state.admission.always()
-    };
+    // A new booking was admitted by its handler before any other work
+    // ([`admit_booking`]); a buyer's confirmation or cancellation, and the
+    // organizer's commands, are never refused for load, but count.
+    let ticket = (!matches!(envelope.command.kind, CommandKind::RequestBooking { .. }))
+        .then(|| state.admission.always());
     let payload = encode_command(&envelope);
     let key = event.to_string();
-    let partition = kafka::command_partition(event, part, command_partitions(state).await?);
+    let partition = part.partition(event, command_partitions(state).await?);
     let waiter = state.waiters.register(subject);
     let started = Instant::now();
     // Bounded: with the broker down, answer 503 rather than hang. By then the

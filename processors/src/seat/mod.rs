@@ -630,16 +630,17 @@ fn apply_message(
     }
     let mut slot = partition.events.remove(&event_id);
     let transition = SeatMap::apply_to(&mut slot, event_id, &envelope.command);
-    let part = slot.as_ref().map_or(0, SeatMap::part);
+    let (part, parts) = slot.as_ref().map_or((0, 1), |m| (m.part(), m.spec().parts));
     if let Some(map) = slot {
         partition.events.insert(event_id, map);
     }
     if !transition.forwards.is_empty() {
-        // Part 0 sits at the partition the event id hashes to, part k k
-        // partitions further on: this part's partition tells where part 0 is.
-        let base = (m.partition() - i32::from(part)).rem_euclid(command_partitions);
+        // Part k sits k strides after part 0 (kafka::EventPart): this
+        // part's own partition tells where part 0 is.
+        let stride = kafka::EventPart::stride(parts, command_partitions);
+        let base = (m.partition() - i32::from(part) * stride).rem_euclid(command_partitions);
         for f in transition.forwards {
-            let to = (base + i32::from(f.part)).rem_euclid(command_partitions);
+            let to = (base + i32::from(f.part) * stride).rem_euclid(command_partitions);
             let forward = boxoffice_platform::messages::CommandEnvelope {
                 event_id,
                 reply_to: envelope.reply_to.clone(),
