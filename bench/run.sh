@@ -60,6 +60,10 @@ export RUST_LOG="${RUST_LOG:-info,rdkafka=warn}"
 # CPU time (utime + stime, in clock ticks) of a process.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 broker_pid="$(cat "$STACK/broker/pid")"
+# The local broker sweeps its storage (retention, compaction, vacuum) at
+# start and every 10 minutes, and stalls for seconds while it does on a big
+# file: the report says how long it had been up.
+broker_up_secs=$(( $(date +%s) - $(stat -c %Y "$STACK/broker/pid") ))
 hz="$(getconf CLK_TCK)"
 
 pids=() names=()
@@ -128,7 +132,7 @@ python3 - "$OUT_DIR" "$REPORT" "$COMMIT" "$secs" "$broker_idle_empty" "$broker_i
   "broker=$(cpu "$broker_pid")" "${role_cpus[@]}" \
   "postgres=$(cpu_secs "$pg_before" "$pg_after")" \
   "redis=$(cpu_secs "$redis_before" "$redis_after")" \
-  "$(du -h "$STACK/broker/broker.db" | cut -f1)" \
+  "$(du -h "$STACK/broker/broker.db" | cut -f1) (up ${broker_up_secs} s when the run began)" \
   "$RATE $RAMP $REQUESTS $CONCURRENCY $SECTIONS $ROWS $SEATS $PARTITIONS $PROFILE $PARTS $SEAT_PROCESSORS $roles_started" <<'PY'
 import json, sys, datetime, os
 out, report, commit, secs, idle_empty, idle_roles = sys.argv[1:7]
