@@ -62,7 +62,8 @@ impl ApiError {
             | "unknown_section"
             | "duplicate_seat"
             | "invalid_quantity"
-            | "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
+            | "idempotency_key_reused"
+            | "seats_in_several_parts" => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         };
         Self::Client {

@@ -847,7 +847,7 @@ impl SeatMap {
             return Transition {
                 outcomes: vec![Outcome::Booking {
                     booking_id,
-                    booking: Some(existing.clone()),
+                    booking: self.visible(booking_id),
                     rejection,
                 }],
                 ..Transition::default()
@@ -1292,11 +1292,21 @@ impl SeatMap {
         Transition {
             outcomes: vec![Outcome::Booking {
                 booking_id,
-                booking: self.bookings.get(&booking_id).cloned(),
+                booking: self.visible(booking_id),
                 rejection,
             }],
             ..Transition::default()
         }
+    }
+
+    /// A booking as outcomes may show it: never a pending one (nobody has
+    /// been told of it, and the stores downstream know no such status) nor
+    /// a home part's quota record.
+    fn visible(&self, booking_id: BookingId) -> Option<Booking> {
+        self.bookings
+            .get(&booking_id)
+            .filter(|b| b.quota_of.is_none() && b.status != BookingStatus::Pending)
+            .cloned()
     }
 
     /// Frees a held booking's seats and moves it to `status`.

@@ -453,7 +453,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_parts_of_an_event_sit_on_consecutive_partitions_from_the_keyed_one() {
+    fn the_parts_of_an_event_are_spread_from_the_keyed_partition() {
         // librdkafka's CRC-32 is the IEEE one: its check value.
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
         let event = EventId(uuid::Uuid::from_u128(42));

@@ -284,7 +284,7 @@ pub async fn create(
         &state,
         id,
         parts,
-        |part| CommandKind::CreateEvent {
+        move |part| CommandKind::CreateEvent {
             spec: spec.clone(),
             part,
         },
@@ -320,7 +320,10 @@ pub async fn set_sale(
         &state,
         EventId(*id),
         view.spec.parts,
-        |_| CommandKind::SetSale { open: body.open },
+        {
+            let open = body.open;
+            move |_| CommandKind::SetSale { open }
+        },
         "set_sale",
         StatusCode::OK,
     )
@@ -332,28 +335,36 @@ pub async fn set_sale(
 /// scheduled sale by the command's own time, so they agree; an organizer's
 /// command reaches every part, and a part that has not answered in time
 /// makes the answer `202`: its command is on its way, like any deferred one.
+/// The sends run on their own task: a client that goes away halfway does
+/// not leave some parts without the command.
 async fn respond_event(
     state: &Data,
     id: EventId,
     parts: u16,
-    kind: impl Fn(u16) -> CommandKind,
+    kind: impl Fn(u16) -> CommandKind + 'static,
     label: &'static str,
     status: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
-    let mut pending = false;
-    for part in (1..parts).rev() {
-        let at = EventPart { part, parts };
-        match command(state, id, at, id.0, kind(part), label).await? {
-            Answer::Replied(reply) => {
-                if let Some(r) = reply.rejection {
-                    return Err(ApiError::rejected(&r));
-                }
+    let state = state.clone();
+    let fan_out = actix_web::rt::spawn(async move {
+        let (mut pending, mut refused) = (false, None);
+        for part in (1..parts).rev() {
+            let at = EventPart { part, parts };
+            match command(&state, id, at, id.0, kind(part), label).await? {
+                Answer::Replied(reply) => refused = refused.or(reply.rejection),
+                Answer::Pending => pending = true,
             }
-            Answer::Pending => pending = true,
         }
+        let at = EventPart { part: 0, parts };
+        let answer = command(&state, id, at, id.0, kind(0), label).await?;
+        Ok::<_, ApiError>((answer, pending, refused))
+    });
+    let (answer, pending, refused) = fan_out
+        .await
+        .map_err(|e| ApiError::unavailable("the event command was interrupted", e))??;
+    if let Some(r) = refused {
+        return Err(ApiError::rejected(&r));
     }
-    let at = EventPart { part: 0, parts };
-    let answer = command(state, id, at, id.0, kind(0), label).await?;
     let answer = if pending { Answer::Pending } else { answer };
     match answer {
         Answer::Replied(reply) => match (reply.rejection, reply.event) {

@@ -91,7 +91,14 @@ impl Stack {
 
     /// Starts `role` as `instance` with `env` over the usual settings.
     pub async fn start_with(&mut self, role: &str, instance: &str, env: &[(&str, &str)]) -> u16 {
-        let port = self.roles.get(instance).map_or_else(free_port, |r| r.port);
+        // An instance started again after a crash keeps its port, as a pod
+        // keeps its Service: the API reaches the reservation-processor at
+        // one address, and a restarted one must answer there again.
+        let port = self
+            .roles
+            .get(instance)
+            .or_else(|| self.roles.get(&format!("{instance}-killed")))
+            .map_or_else(free_port, |r| r.port);
         let log = self.dir.join("logs").join(format!("{instance}.log"));
         let out = File::options()
             .create(true)

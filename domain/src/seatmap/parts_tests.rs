@@ -84,6 +84,17 @@ impl Venue {
         };
         self.history[part].push((self.maps[part].clone(), c.clone()));
         let t = self.maps[part].apply(&c);
+        for o in &t.outcomes {
+            if let Outcome::Booking {
+                booking: Some(b), ..
+            } = o
+            {
+                assert!(
+                    b.status != BookingStatus::Pending && b.quota_of.is_none(),
+                    "an outcome shows {b:?}"
+                );
+            }
+        }
         self.outcomes.extend(t.outcomes);
         for f in t.forwards {
             self.send(f.part, c.at_ms, f.kind);
@@ -418,7 +429,10 @@ proptest! {
                     v.send(part, now, kind);
                 }
                 Op::Seats { buyer: n, key, seats } => {
-                    let key = format!("s{key}");
+                    // The same keys as best-available requests: cancels,
+                    // confirms and expiries reach these too, and a key
+                    // reused for another pick is refused.
+                    let key = key.to_string();
                     let seats: Vec<SeatId> = seats
                         .iter()
                         .map(|(sec, num)| format!("{}-1-{num}", section(*sec)).parse().unwrap())

@@ -899,10 +899,18 @@ async fn commit_batch(
 fn sample_store(store: &Store, metrics: &SeatMetrics, owned: &BTreeMap<i32, Partition>) {
     // Events of partitions no longer owned drop out; their new owner reports them.
     metrics.event_seats.reset();
+    // An instance may own several parts of one event: their seats add up.
+    let mut per_event: BTreeMap<EventId, [usize; 3]> = BTreeMap::new();
     for map in owned.values().flat_map(|p| p.events.values()) {
         let c = map.counts();
-        let event = map.event_id().to_string();
-        for (state, n) in [("free", c.free), ("held", c.held), ("sold", c.sold)] {
+        let sum = per_event.entry(map.event_id()).or_default();
+        for (total, n) in sum.iter_mut().zip([c.free, c.held, c.sold]) {
+            *total += n;
+        }
+    }
+    for (event, counts) in per_event {
+        let event = event.to_string();
+        for (state, n) in ["free", "held", "sold"].into_iter().zip(counts) {
             metrics
                 .event_seats
                 .with_label_values(&[event.as_str(), state])
