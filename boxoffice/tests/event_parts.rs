@@ -14,7 +14,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Stack, book, call, decided, settled_booking, stores};
+use support::{Stack, book, booked, call, settled_booking, stores};
 use uuid::Uuid;
 
 const SECTIONS: [&str; 4] = ["A", "B", "C", "D"];
@@ -76,19 +76,6 @@ async fn seats_per_buyer(stack: &Stack, event: &str) -> BTreeMap<Uuid, i64> {
     .await
     .unwrap();
     rows.into_iter().map(|r| (r.buyer_id, r.seats)).collect()
-}
-
-/// Books and follows a 202 to the decision: (status, body).
-async fn booked(
-    stack: &Stack,
-    api: &str,
-    event: &str,
-    token: &str,
-    key: &str,
-    body: Value,
-) -> (u16, Value) {
-    let (s, b) = book(stack, api, event, token, key, body).await;
-    decided(stack, api, token, s, b).await
 }
 
 /// Books `body` with fresh keys until it is held (a release travels to the

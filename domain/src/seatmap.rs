@@ -857,54 +857,23 @@ impl SeatMap {
         // the seats and asks it (docs/event-partitioning.md).
         let home = self.spec.home_part(buyer);
         match self.choose_seats(buyer, selection, at) {
-            Ok(indices) if home != self.part => {
-                let seats: Vec<SeatId> = indices.iter().map(|i| self.seat_at(*i)).collect();
-                let total_cents = seats
-                    .iter()
-                    .map(|s| self.spec.seat_price_cents(&s.section))
-                    .sum();
-                let booking = Booking {
-                    id: booking_id,
-                    event_id: self.event_id,
-                    buyer,
-                    seats: seats.clone(),
-                    status: BookingStatus::Pending,
-                    hold_expires_at_ms: at + self.spec.hold_duration_ms,
-                    total_cents,
-                    fingerprint: fingerprint.to_owned(),
-                    payment_reference: None,
-                    updated_at_ms: at,
-                    quota_of: None,
-                };
-                self.set_seats(&indices, SeatStatus::Held(booking_id));
-                *self.seats_per_buyer.entry(buyer).or_insert(0) += indices.len();
-                self.bookings.insert(booking_id, booking.clone());
-                Transition {
-                    changes: vec![StateChange::Booking(booking)],
-                    outcomes: vec![],
-                    forwards: vec![Forward {
-                        part: home,
-                        kind: CommandKind::ReserveQuota {
-                            booking_id,
-                            buyer,
-                            seats,
-                            from_part: self.part,
-                        },
-                    }],
-                }
-            }
             Ok(indices) => {
                 let seats: Vec<SeatId> = indices.iter().map(|i| self.seat_at(*i)).collect();
                 let total_cents = seats
                     .iter()
                     .map(|s| self.spec.seat_price_cents(&s.section))
                     .sum();
+                let at_home = home == self.part;
                 let booking = Booking {
                     id: booking_id,
                     event_id: self.event_id,
                     buyer,
                     seats,
-                    status: BookingStatus::Held,
+                    status: if at_home {
+                        BookingStatus::Held
+                    } else {
+                        BookingStatus::Pending
+                    },
                     hold_expires_at_ms: at + self.spec.hold_duration_ms,
                     total_cents,
                     fingerprint: fingerprint.to_owned(),
@@ -912,19 +881,33 @@ impl SeatMap {
                     updated_at_ms: at,
                     quota_of: None,
                 };
+                // Taken for everyone else either way; a pending booking is
+                // told to nobody until the home part answers.
                 self.set_seats(&indices, SeatStatus::Held(booking_id));
                 *self.seats_per_buyer.entry(buyer).or_insert(0) += indices.len();
-                let changes = vec![StateChange::Booking(booking.clone())];
                 self.bookings.insert(booking_id, booking.clone());
-                Transition {
-                    changes,
-                    outcomes: vec![Outcome::Booking {
+                let mut t = Transition {
+                    changes: vec![StateChange::Booking(booking.clone())],
+                    ..Transition::default()
+                };
+                if at_home {
+                    t.outcomes.push(Outcome::Booking {
                         booking_id,
                         booking: Some(booking),
                         rejection: None,
-                    }],
-                    forwards: vec![],
+                    });
+                } else {
+                    t.forwards.push(Forward {
+                        part: home,
+                        kind: CommandKind::ReserveQuota {
+                            booking_id,
+                            buyer,
+                            seats: booking.seats,
+                            from_part: self.part,
+                        },
+                    });
                 }
+                t
             }
             Err(reason) => {
                 let booking = Booking {
@@ -940,18 +923,25 @@ impl SeatMap {
                     updated_at_ms: at,
                     quota_of: None,
                 };
-                self.bookings.insert(booking_id, booking.clone());
-                self.refusals.extend(forget_at(&booking));
-                Transition {
-                    changes: vec![StateChange::Booking(booking.clone())],
-                    outcomes: vec![Outcome::Booking {
-                        booking_id,
-                        booking: Some(booking),
-                        rejection: Some(reason),
-                    }],
-                    forwards: vec![],
-                }
+                self.refuse(booking, reason)
             }
+        }
+    }
+
+    /// Records `booking` as refused for `reason` (remembered for
+    /// `REFUSAL_TTL_MS`); the buyer is told.
+    fn refuse(&mut self, booking: Booking, reason: RejectReason) -> Transition {
+        let booking_id = booking.id;
+        self.refusals.extend(forget_at(&booking));
+        self.bookings.insert(booking_id, booking.clone());
+        Transition {
+            changes: vec![StateChange::Booking(booking.clone())],
+            outcomes: vec![Outcome::Booking {
+                booking_id,
+                booking: Some(booking),
+                rejection: Some(reason),
+            }],
+            forwards: vec![],
         }
     }
 
@@ -1039,27 +1029,20 @@ impl SeatMap {
                 let indices = self.indices_of(booking_id);
                 self.set_seats(&indices, SeatStatus::Free);
                 let reason = RejectReason::BuyerLimitExceeded;
-                let booking = self.bookings.get_mut(&booking_id).expect("booking exists");
+                let mut booking = self.bookings[&booking_id].clone();
                 booking.status = BookingStatus::Rejected(reason);
                 booking.seats.clear();
                 booking.hold_expires_at_ms = 0;
                 booking.total_cents = 0;
                 booking.updated_at_ms = at;
-                let booking = booking.clone();
                 self.uncount(booking.buyer, indices.len());
-                self.refusals.extend(forget_at(&booking));
-                Transition {
-                    changes: vec![StateChange::Booking(booking.clone())],
-                    outcomes: vec![Outcome::Booking {
-                        booking_id,
-                        booking: Some(booking),
-                        rejection: Some(reason),
-                    }],
-                    forwards: vec![],
-                }
+                self.refuse(booking, reason)
             }
             Some(BookingStatus::Held | BookingStatus::Confirmed) => Transition::default(),
-            _ if granted => self.hand_back(buyer, booking_id),
+            _ if granted => Transition {
+                forwards: vec![self.hand_back(buyer, booking_id)],
+                ..Transition::default()
+            },
             _ => Transition::default(),
         }
     }
@@ -1085,13 +1068,10 @@ impl SeatMap {
 
     /// Tells the buyer's home part that this part no longer holds seats
     /// for `booking_id`.
-    fn hand_back(&self, buyer: BuyerId, booking_id: BookingId) -> Transition {
-        Transition {
-            forwards: vec![Forward {
-                part: self.spec.home_part(buyer),
-                kind: CommandKind::ReleaseQuota { booking_id },
-            }],
-            ..Transition::default()
+    fn hand_back(&self, buyer: BuyerId, booking_id: BookingId) -> Forward {
+        Forward {
+            part: self.spec.home_part(buyer),
+            kind: CommandKind::ReleaseQuota { booking_id },
         }
     }
 
@@ -1328,7 +1308,7 @@ impl SeatMap {
         let forwards = if self.spec.home_part(booking.buyer) == self.part {
             vec![]
         } else {
-            self.hand_back(booking.buyer, booking_id).forwards
+            vec![self.hand_back(booking.buyer, booking_id)]
         };
         Transition {
             changes: vec![StateChange::Booking(booking.clone())],

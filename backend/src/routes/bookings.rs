@@ -37,7 +37,7 @@ pub struct BookingRequest {
 /// The part of the event that decides these seats
 /// (docs/event-partitioning.md). A pick spanning parts is refused: each
 /// part decides only its own seats, all or nothing.
-fn part_of_selection(event: &EventView, selection: &Selection) -> Result<u16, ApiError> {
+fn part_of_selection(event: &EventView, selection: &Selection) -> Result<EventPart, ApiError> {
     let spec = &event.spec;
     let mut parts = match selection {
         Selection::Seats(seats) => seats
@@ -53,7 +53,10 @@ fn part_of_selection(event: &EventView, selection: &Selection) -> Result<u16, Ap
         let r = boxoffice_domain::RejectReason::SeatsInSeveralParts;
         return Err(ApiError::unprocessable(r.code(), r.message()));
     }
-    Ok(first)
+    Ok(EventPart {
+        part: first,
+        parts: spec.parts,
+    })
 }
 
 /// The part that decided a booking: the part of its seats (a refused
@@ -202,7 +205,7 @@ pub async fn create(
     let event_view = event(&state, *id).await?;
     let selection = selection(body.into_inner(), &event_view)?;
     let part = part_of_selection(&event_view, &selection)?;
-    let booking_id = BookingId::for_request(buyer.0, &key, part);
+    let booking_id = BookingId::for_request(buyer.0, &key, part.part);
     let fingerprint = fingerprint(*id, &selection);
     // A replay is usually answered from the cache; one the cache lacks goes
     // to the seat-processor, which knows every live booking and remembers a
@@ -229,10 +232,6 @@ pub async fn create(
         buyer: buyer.0,
         selection,
         fingerprint,
-    };
-    let part = EventPart {
-        part,
-        parts: event_view.spec.parts,
     };
     match command(
         &state,

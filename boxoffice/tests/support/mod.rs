@@ -517,6 +517,19 @@ pub async fn book(
     .await
 }
 
+/// [`book`], then follows a 202 to the decision: (status, body).
+pub async fn booked(
+    stack: &Stack,
+    api: &str,
+    event: &str,
+    token: &str,
+    key: &str,
+    body: Value,
+) -> (u16, Value) {
+    let (s, b) = book(stack, api, event, token, key, body).await;
+    decided(stack, api, token, s, b).await
+}
+
 /// Holds `seats` for `token` with Idempotency-Key `key` and pays for them;
 /// the confirmed booking.
 pub async fn hold_and_pay(
@@ -527,8 +540,7 @@ pub async fn hold_and_pay(
     key: &str,
     seats: Value,
 ) -> Value {
-    let (s, b) = book(stack, api, event, token, key, seats).await;
-    let (s, held) = decided(stack, api, token, s, b).await;
+    let (s, held) = booked(stack, api, event, token, key, seats).await;
     assert!(s == 200 || s == 201, "{s} {held}");
     let confirm = format!(
         "{api}/api/bookings/{}/confirm",
