@@ -67,8 +67,17 @@ const SINGLE_OBJECT: [u8; 2] = [0xC3, 0x01];
 /// The registry serializers' framing: a zero byte, then a 4-byte schema id.
 const REGISTRY_MAGIC: u8 = 0;
 
+/// The most an Avro length or count in a message may claim (bytes). Left to
+/// its default, apache-avro would allocate up to 512 MiB for whatever a
+/// 20-byte message claims; no message here comes near 1 MiB (the broker's
+/// own limit), so a larger claim is garbage and is refused before any
+/// allocation.
+pub const MAX_DECODE_ALLOCATION: usize = 8 << 20;
+
 impl Codec {
     fn new(current: &str, released: &[&str]) -> Self {
+        // Process-wide, set once, before any codec decodes.
+        apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
         let parse = |s: &str| Schema::parse_str(s).expect("committed schemas parse");
         let current = parse(current);
         let fingerprint = fingerprint(&current);

@@ -436,3 +436,131 @@ fn changes_of_booking(status: BookingStatus, quota_of: Option<u16>) -> Booking {
         quota_of,
     }
 }
+
+/// Every message kind, encoded: what the property tests below break.
+fn valid_messages() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out: Vec<(&'static str, Vec<u8>)> = commands()
+        .into_iter()
+        .chain(part_commands())
+        .map(|kind| {
+            (
+                "command",
+                encode_command(&CommandEnvelope {
+                    event_id: event(),
+                    reply_to: Some("api-1".into()),
+                    command: Command { at_ms: 5, kind },
+                }),
+            )
+        })
+        .collect();
+    let mut map = None;
+    for (i, kind) in commands().into_iter().enumerate() {
+        let t = SeatMap::apply_to(
+            &mut map,
+            event(),
+            &Command {
+                at_ms: 2_000 + i as i64,
+                kind,
+            },
+        );
+        for (seq, outcome) in t.outcomes.into_iter().enumerate() {
+            out.push((
+                "outcome",
+                encode_outcome(&OutcomeEnvelope {
+                    event_id: event(),
+                    seq: seq as i64,
+                    at_ms: 3,
+                    reply_to: Some("api-2".into()),
+                    part: 0,
+                    outcome,
+                }),
+            ));
+        }
+        for change in t.changes {
+            out.push((
+                "state",
+                encode_changelog(&ChangelogRecord {
+                    epoch: 2,
+                    batch: 9,
+                    body: StateRecord::of_change(event(), 5, change),
+                    previous: None,
+                }),
+            ));
+        }
+    }
+    out
+}
+
+/// Decodes `bytes` as the kind it was written as; any answer but a panic.
+fn decode_as(kind: &str, bytes: &[u8]) {
+    match kind {
+        "command" => {
+            let _ = decode_command(bytes);
+        }
+        "outcome" => {
+            let _ = decode_outcome(bytes);
+        }
+        _ => {
+            let _ = decode_changelog(bytes);
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// A malformed message never crashes a processor: valid messages with
+    /// bytes changed, cut short or grown, and bytes behind a valid header,
+    /// are refused (or read), never panicked on.
+    #[test]
+    fn broken_messages_are_refused_never_panicked_on(
+        which in 0usize..64,
+        edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..8),
+        cut in proptest::option::of(0usize..4096),
+        tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+    ) {
+        let messages = valid_messages();
+        let (kind, original) = &messages[which % messages.len()];
+        let mut bytes = original.clone();
+        for (at, byte) in &edits {
+            let i = at % bytes.len();
+            bytes[i] = *byte;
+        }
+        if let Some(c) = cut {
+            bytes.truncate(c % (bytes.len() + 1));
+        }
+        decode_as(kind, &bytes);
+        bytes.extend_from_slice(&tail);
+        decode_as(kind, &bytes);
+        // A valid header (marker and fingerprint), then noise.
+        let mut behind_header = original[..10.min(original.len())].to_vec();
+        behind_header.extend_from_slice(&tail);
+        decode_as(kind, &behind_header);
+    }
+}
+
+#[test]
+fn a_length_no_message_could_have_is_refused_before_it_is_allocated() {
+    // The header of a valid command, then an event id claiming 100 MB.
+    let valid = encode_command(&CommandEnvelope {
+        event_id: event(),
+        reply_to: None,
+        command: Command {
+            at_ms: 1,
+            kind: CommandKind::SetSale { open: false },
+        },
+    });
+    let mut bytes = valid[..10].to_vec();
+    let mut n: u64 = 2 * 100_000_000; // zig-zag of 100,000,000
+    while n >= 0x80 {
+        bytes.push(u8::try_from(n & 0x7F).unwrap() | 0x80);
+        n >>= 7;
+    }
+    bytes.push(u8::try_from(n).unwrap());
+    bytes.extend_from_slice(b"short");
+    let err = decode_command(&bytes).expect_err("refused").to_string();
+    assert!(
+        err.contains("allocate") && err.contains(&MAX_DECODE_ALLOCATION.to_string()),
+        "refused for its size, not after reading: {err}"
+    );
+}
