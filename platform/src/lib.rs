@@ -3,6 +3,7 @@
 //! PostgreSQL and Redis clients with the wire format of every message.
 
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod health;
