@@ -55,6 +55,13 @@ export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
 export BOXOFFICE_TOPIC_PREFIX="bench-$RUN_ID-" BOXOFFICE_REDIS_PREFIX="bench-$RUN_ID:"
 export BOXOFFICE_PARTITIONS="$PARTITIONS" DATABASE_URL="postgres://postgres@127.0.0.1:5432/bx_bench_$RUN_ID"
 export RUST_LOG="${RUST_LOG:-info,rdkafka=warn}"
+# The load generator plays a proxy in front of the API, each buyer from an
+# address of its own: the rate limits stay at their defaults and count
+# buyers apart (docs/front-door.md).
+export BOXOFFICE_ENV=local BOXOFFICE_TRUSTED_PROXIES=127.0.0.1/32
+# The per-event limit protects a deployment's pipeline at the rate it was
+# sized for; the benchmark measures that rate, so it must not cap it.
+export BOXOFFICE_LIMIT_EVENT=off
 [[ -n "${BENCH_FETCH_WAIT_MS:-}" ]] && export BOXOFFICE_KAFKA_FETCH_WAIT_MS="$BENCH_FETCH_WAIT_MS"
 
 # CPU time (utime + stime, in clock ticks) of a process.

@@ -138,6 +138,9 @@ overview = dashboard(
         ], "s"),
         ts("Deferred responses in flight", [("sum by (pod) (boxoffice_deferred_responses_in_flight)", "{{pod}}")], "short"),
         ts("API answers by result", [(f"sum by (kind, result) (rate(boxoffice_api_commands_total[{RI}]))", "{{kind}} {{result}}")], "reqps"),
+        row("Front door"),
+        ts("Refused by a rate limit / s (429)", [(f"sum by (limit) (rate(boxoffice_api_rate_limited_total[{RI}])) or vector(0)", "{{limit}}")], "reqps", stack=True),
+        ts("Live seat maps open", [("sum by (pod) (boxoffice_api_streams_open)", "{{pod}}")], "short"),
     ],
 )
 
@@ -270,6 +273,13 @@ ALERTS = [
         "min by (role, pod, dependency) (boxoffice_dependency_up)",
         "<", 1, "1m", "page",
         "A pod cannot reach PostgreSQL, Redis or the broker.",
+    ),
+    (
+        "boxoffice-rate-limits-uncounted",
+        "Rate limits cannot be counted",
+        "sum(rate(boxoffice_api_rate_limit_errors_total[5m])) or vector(0)",
+        ">", 0, "5m", "warn",
+        "Redis does not answer the API's rate-limit checks: traffic limits are open and organizer sign-in is refused (docs/front-door.md).",
     ),
     (
         "boxoffice-instance-down",

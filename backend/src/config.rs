@@ -1,6 +1,20 @@
 //! Settings of the API role.
 
+use boxoffice_platform::client::TrustedProxies;
 use boxoffice_platform::config::{CommonConfig, RedisConfig, Secret};
+
+use crate::limits::Rate;
+
+/// The built-in secrets: for the local stack only (`BOXOFFICE_ENV=local`).
+pub const LOCAL_AUTH_SECRET: &str = "local-development-secret";
+pub const LOCAL_ORGANIZER_PASSWORD: &str = "organizer";
+
+/// Where the API runs: only `local` accepts the built-in secrets.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Local,
+    Production,
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ApiConfig {
@@ -36,7 +50,7 @@ pub struct ApiConfig {
     #[arg(
         long,
         env = "BOXOFFICE_AUTH_SECRET",
-        default_value = "local-development-secret",
+        default_value = LOCAL_AUTH_SECRET,
         hide_env_values = true
     )]
     pub auth_secret: Secret,
@@ -44,8 +58,71 @@ pub struct ApiConfig {
     #[arg(
         long,
         env = "BOXOFFICE_ORGANIZER_PASSWORD",
-        default_value = "organizer",
+        default_value = LOCAL_ORGANIZER_PASSWORD,
         hide_env_values = true
     )]
     pub organizer_password: Secret,
+    /// `local` for the local stack, which may use the built-in secret and
+    /// password; anywhere else the API refuses to start with them, or with
+    /// an auth secret shorter than 32 bytes.
+    #[arg(long, env = "BOXOFFICE_ENV", value_enum, default_value = "production")]
+    pub env: Environment,
+    /// Proxies whose `X-Forwarded-For` is believed, as comma-separated
+    /// networks (`10.0.0.0/8,127.0.0.1/32`): the ingress and the web app's
+    /// server. Any other peer is itself the client (docs/front-door.md).
+    #[arg(long, env = "BOXOFFICE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// Booking calls (new, confirm, cancel) per client address, counted
+    /// over every API instance: `N/s:BURST`, `N/min:BURST`, or `off`.
+    #[arg(long, env = "BOXOFFICE_LIMIT_ADDRESS", default_value = "20/s:100")]
+    pub limit_address: Rate,
+    /// Booking calls per buyer, over every API instance.
+    #[arg(long, env = "BOXOFFICE_LIMIT_BUYER", default_value = "2/s:10")]
+    pub limit_buyer: Rate,
+    /// New booking requests per event, over every API instance and client.
+    #[arg(long, env = "BOXOFFICE_LIMIT_EVENT", default_value = "5000/s:10000")]
+    pub limit_event: Rate,
+    /// New buyer identities (`POST /api/auth/buyer`) per client address.
+    #[arg(long, env = "BOXOFFICE_LIMIT_NEW_BUYERS", default_value = "1/s:20")]
+    pub limit_new_buyers: Rate,
+    /// Organizer sign-in attempts per client address; refused while Redis
+    /// cannot count them.
+    #[arg(long, env = "BOXOFFICE_LIMIT_SIGN_IN", default_value = "5/min:10")]
+    pub limit_sign_in: Rate,
+    /// Live seat-map streams one client may keep open on this instance.
+    #[arg(long, env = "BOXOFFICE_STREAMS_PER_CLIENT", default_value_t = 20)]
+    pub streams_per_client: usize,
+    /// Live seat-map streams this instance keeps open in all.
+    #[arg(long, env = "BOXOFFICE_STREAMS_MAX", default_value_t = 5000)]
+    pub streams_max: usize,
+}
+
+impl ApiConfig {
+    /// Refuses what must never run outside the local stack: a built-in
+    /// secret or password, or an auth secret short enough to guess.
+    pub fn check_secrets(&self) -> anyhow::Result<()> {
+        if self.env == Environment::Local {
+            return Ok(());
+        }
+        let secret = self.auth_secret.expose();
+        if secret == LOCAL_AUTH_SECRET {
+            anyhow::bail!(
+                "BOXOFFICE_AUTH_SECRET is the built-in local one: set a random secret of 32 \
+                 bytes or more (or BOXOFFICE_ENV=local on a laptop)"
+            );
+        }
+        if secret.len() < 32 {
+            anyhow::bail!(
+                "BOXOFFICE_AUTH_SECRET has {} bytes: it must have 32 or more",
+                secret.len()
+            );
+        }
+        if self.organizer_password.expose() == LOCAL_ORGANIZER_PASSWORD {
+            anyhow::bail!(
+                "BOXOFFICE_ORGANIZER_PASSWORD is the built-in local one: set a password of \
+                 your own (or BOXOFFICE_ENV=local on a laptop)"
+            );
+        }
+        Ok(())
+    }
 }

@@ -24,6 +24,14 @@ pub enum ApiError {
     /// time: this one is refused at once, to be retried (same key) shortly.
     #[error("overloaded")]
     Overloaded,
+    /// A rate limit (or a bound on open streams) refused the request: `429`
+    /// with `Retry-After` (docs/front-door.md).
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after_s: u64,
+    },
 }
 
 impl ApiError {
@@ -79,6 +87,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Client { status, .. } => *status,
             Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -105,6 +114,16 @@ impl ResponseError for ApiError {
                     message: "Too many buyers at this moment; retry in a second with the same \
                               Idempotency-Key."
                         .to_owned(),
+                }),
+            Self::RateLimited {
+                code,
+                message,
+                retry_after_s,
+            } => HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", retry_after_s.to_string()))
+                .json(ErrorBody {
+                    code: (*code).to_owned(),
+                    message: message.clone(),
                 }),
         }
     }

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod listener;
 pub mod openapi;
 pub mod routes;

@@ -176,7 +176,71 @@ impl Modify for BearerAuth {
 
 /// `GET /api/openapi.json`.
 pub async fn document() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+    actix_web::HttpResponse::Ok().json(document_json())
+}
+
+/// The document as served: every error response's schema admits exactly
+/// the codes its description lists.
+pub fn document_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    with_error_codes(&mut doc);
+    doc
+}
+
+/// The stable codes a response description names: the `snake_case` words
+/// in backquotes.
+fn listed_codes(description: &str) -> Vec<String> {
+    description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Narrows each error response's `ErrorBody` to the codes its description
+/// lists, so that a contract test (schemathesis, in the test command)
+/// fails on any code the API sends without documenting it.
+fn with_error_codes(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(|p| p.as_object_mut())
+        .flat_map(|p| p.values_mut());
+    for operation in operations {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+        else {
+            continue;
+        };
+        for (status, response) in responses {
+            if !(status.starts_with('4') || status.starts_with('5')) {
+                continue;
+            }
+            let codes = listed_codes(
+                response
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or_default(),
+            );
+            let Some(schema) = response
+                .pointer_mut("/content/application~1json/schema")
+                .filter(|_| !codes.is_empty())
+            else {
+                continue;
+            };
+            *schema = serde_json::json!({
+                "allOf": [
+                    { "$ref": "#/components/schemas/ErrorBody" },
+                    { "type": "object", "properties": { "code": { "type": "string", "enum": codes } } },
+                ]
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +249,7 @@ mod tests {
 
     #[test]
     fn the_document_describes_every_route_with_its_errors() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let doc = document_json();
         let expected = [
             ("post", "/api/auth/buyer"),
             ("post", "/api/auth/organizer"),
@@ -254,6 +318,70 @@ mod tests {
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
+        );
+    }
+
+    /// Every error response names its codes, and its schema admits those
+    /// and no other.
+    #[test]
+    fn every_error_response_admits_exactly_the_codes_it_lists() {
+        let doc = document_json();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if !(status.starts_with('4') || status.starts_with('5')) {
+                        continue;
+                    }
+                    let description = response["description"].as_str().unwrap();
+                    let codes = listed_codes(description);
+                    assert!(
+                        !codes.is_empty(),
+                        "{method} {path} {status} lists no code: {description:?}"
+                    );
+                    let schema = &response["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        schema["allOf"][1]["properties"]["code"]["enum"],
+                        serde_json::json!(codes),
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+        let create = &doc["paths"]["/api/events/{id}/bookings"]["post"]["responses"];
+        let enum_of = |status: &str| {
+            create[status]["content"]["application/json"]["schema"]["allOf"][1]["properties"]["code"]["enum"].clone()
+        };
+        assert!(
+            enum_of("422")
+                .as_array()
+                .unwrap()
+                .contains(&"invalid_seat".into())
+        );
+        assert!(
+            enum_of("400")
+                .as_array()
+                .unwrap()
+                .contains(&"invalid_idempotency_key".into())
+        );
+        assert!(
+            !enum_of("409")
+                .as_array()
+                .unwrap()
+                .contains(&"Retry-After".into())
+        );
+    }
+
+    #[test]
+    fn codes_are_the_snake_case_words_in_backquotes() {
+        assert_eq!(
+            listed_codes(
+                "`unavailable`: the queue is down; `overloaded`: at once with `Retry-After`"
+            ),
+            vec!["unavailable", "overloaded"]
+        );
+        assert_eq!(
+            listed_codes("cache and storage unreachable"),
+            Vec::<String>::new()
         );
     }
 }

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Signer;
 use crate::config::ApiConfig;
+use crate::limits::{Limiter, StreamLimits};
 use crate::listener::{self, SeatFeeds};
 use crate::routes;
-use crate::state::{ApiMetrics, AppState};
+use crate::state::{ApiMetrics, AppState, Limits};
 use crate::waiters::Waiters;
 
 /// Runs the API until `shutdown`: then stops taking requests, lets in-flight
@@ -27,6 +28,7 @@ pub async fn run(
     instance: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    config.check_secrets()?;
     let metrics = Metrics::new("api", &instance)?;
     kafka::ensure_topics(&config.common).await?;
     boxoffice_platform::registry::prepare(&config.common).await?;
@@ -71,6 +73,23 @@ pub async fn run(
         metrics: ApiMetrics::new(metrics.registry())?,
         admission: Admission::new(config.admission_max),
         command_partitions: tokio::sync::OnceCell::new(),
+        limits: Limits {
+            limiter: Limiter::new(&config.redis.redis_prefix, metrics.registry())?,
+            trusted_proxies: config.trusted_proxies.clone(),
+            address: config.limit_address,
+            buyer: config.limit_buyer,
+            event: config.limit_event,
+            new_buyers: config.limit_new_buyers,
+            sign_in: config.limit_sign_in,
+            streams: StreamLimits::new(config.streams_per_client, config.streams_max, {
+                let gauge = prometheus::IntGauge::new(
+                    "api_streams_open",
+                    "Live seat-map streams this instance has open",
+                )?;
+                metrics.registry().register(Box::new(gauge.clone()))?;
+                gauge
+            }),
+        },
     });
     state
         .metrics
@@ -115,7 +134,16 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("cannot listen on port {}: {e}", config.port))?
     .run();
     let handle = server.handle();
-    tracing::info!(port = config.port, instance, "api started");
+    tracing::info!(
+        port = config.port,
+        instance,
+        env = ?config.env,
+        trusted_proxies = %config.trusted_proxies,
+        limit_address = %config.limit_address,
+        limit_buyer = %config.limit_buyer,
+        limit_event = %config.limit_event,
+        "api started"
+    );
     let server_task = tokio::spawn(server);
     shutdown.cancelled().await;
     tracing::info!("api draining in-flight requests");

@@ -11,6 +11,7 @@ use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 
 use crate::admission::Admission;
 use crate::auth::Signer;
+use crate::limits::{Limiter, Rate, StreamLimits};
 use crate::listener::SeatFeeds;
 use crate::waiters::Waiters;
 
@@ -34,6 +35,19 @@ pub struct AppState {
     /// Partition count of `booking-commands`, read from the broker the
     /// first time a command is sent: where each part of an event goes.
     pub command_partitions: tokio::sync::OnceCell<i32>,
+    pub limits: Limits,
+}
+
+/// The front door's limits (docs/front-door.md).
+pub struct Limits {
+    pub limiter: Limiter,
+    pub trusted_proxies: boxoffice_platform::client::TrustedProxies,
+    pub address: Rate,
+    pub buyer: Rate,
+    pub event: Rate,
+    pub new_buyers: Rate,
+    pub sign_in: Rate,
+    pub streams: Arc<StreamLimits>,
 }
 
 /// The API's own instruments.

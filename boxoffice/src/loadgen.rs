@@ -128,8 +128,8 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    /// Sends what `request` builds; with `retry`, again after a 503 (after
-    /// its Retry-After) or a lost connection, for up to 90 s. The request
+    /// Sends what `request` builds; with `retry`, again after a 503 or a 429
+    /// (after its Retry-After) or a lost connection, for up to 90 s. The request
     /// carries the same Idempotency-Key every time.
     async fn send(
         &self,
@@ -137,13 +137,17 @@ impl Client<'_> {
     ) -> reqwest::Result<reqwest::Response> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let sent = request().bearer_auth(self.token).send().await;
+            let sent = as_buyer(request(), self.token).send().await;
             let wait = match &sent {
-                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => r
-                    .headers()
-                    .get("Retry-After")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .map_or(Duration::from_secs(1), Duration::from_secs),
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                        || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    r.headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                        .map_or(Duration::from_secs(1), Duration::from_secs)
+                }
                 Err(_) => Duration::from_millis(500),
                 Ok(_) => return sent,
             };
@@ -155,12 +159,30 @@ impl Client<'_> {
     }
 }
 
+/// Each simulated buyer comes from an address of its own, in 10.0.0.0/8,
+/// as seen by a proxy in front of the API: the rate limits count every
+/// buyer apart only where the API trusts this client as a proxy
+/// (`BOXOFFICE_TRUSTED_PROXIES`, as the local stack and bench/run.sh do);
+/// elsewhere they all count as this machine, and the limits show it.
+fn simulated_address(seed: impl std::hash::Hash) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    seed.hash(&mut h);
+    let [a, b, c, ..] = h.finish().to_le_bytes();
+    format!("10.{a}.{b}.{c}")
+}
+
+/// A request made as the buyer of `token`, from that buyer's address.
+fn as_buyer(request: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+    request
+        .bearer_auth(token)
+        .header("X-Forwarded-For", simulated_address(token))
+}
+
 /// A booking as it stands now (`None`: it could not be read).
 async fn current(http: &reqwest::Client, api: &str, token: &str, booking: &Value) -> Option<Value> {
     let id = booking["id"].as_str()?;
-    let r = http
-        .get(format!("{api}/api/bookings/{id}"))
-        .bearer_auth(token)
+    let r = as_buyer(http.get(format!("{api}/api/bookings/{id}")), token)
         .send()
         .await
         .ok()?;
@@ -331,6 +353,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         let api = &apis[i % apis.len()];
         let t: Value = http
             .post(format!("{api}/api/auth/buyer"))
+            .header("X-Forwarded-For", simulated_address(i))
             .send()
             .await?
             .error_for_status()?
@@ -651,12 +674,13 @@ async fn settle(c: &Client<'_>, held: &Value) -> Option<Value> {
 async fn poll(c: &Client<'_>, id: &str) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = c
-            .http
-            .get(format!("{}/api/bookings/{id}?wait_ms=10000", c.api))
-            .bearer_auth(c.token)
-            .send()
-            .await
+        if let Ok(r) = as_buyer(
+            c.http
+                .get(format!("{}/api/bookings/{id}?wait_ms=10000", c.api)),
+            c.token,
+        )
+        .send()
+        .await
             && r.status().is_success()
         {
             return r.json().await.ok();

@@ -7,20 +7,33 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::client_of;
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::limits::{Check, OnError, Scope};
 use crate::openapi::{BuyerToken, ErrorBody, OrganizerToken, Session};
 use crate::state::Data;
 
 /// A new buyer identity and its token.
 #[utoipa::path(post, path = "/api/auth/buyer", tag = "auth",
-    responses((status = 201, body = BuyerToken)))]
-pub async fn buyer(state: Data) -> HttpResponse {
+    responses((status = 201, body = BuyerToken),
+        (status = 429, description = "`rate_limited`: too many new buyers from this network; see `Retry-After`", body = ErrorBody)))]
+pub async fn buyer(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let check = Check {
+        scope: Scope::NewBuyer,
+        subject: client_of(&state, &req),
+        rate: state.limits.new_buyers,
+    };
+    state
+        .limits
+        .limiter
+        .take(&state.redis, &[check], OnError::Allow)
+        .await?;
     let id = Uuid::new_v4();
-    HttpResponse::Created().json(BuyerToken {
+    Ok(HttpResponse::Created().json(BuyerToken {
         buyer_id: id,
         token: state.signer.issue(Role::Buyer, id),
-    })
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -31,9 +44,29 @@ pub struct OrganizerSignIn {
 /// An organizer token for the right password.
 #[utoipa::path(post, path = "/api/auth/organizer", tag = "auth", request_body = OrganizerSignIn,
     responses((status = 200, body = OrganizerToken),
-        (status = 401, description = "`wrong_password`", body = ErrorBody)))]
-pub async fn organizer(state: Data, body: Json<OrganizerSignIn>) -> Result<HttpResponse, ApiError> {
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 401, description = "`wrong_password`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts from this network; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: attempts cannot be counted now", body = ErrorBody)))]
+pub async fn organizer(
+    state: Data,
+    req: HttpRequest,
+    body: Json<OrganizerSignIn>,
+) -> Result<HttpResponse, ApiError> {
     use hmac::Mac;
+    // Every attempt costs a token, counted before the password is looked
+    // at; guessing must not go on while Redis cannot count.
+    let check = Check {
+        scope: Scope::SignIn,
+        subject: client_of(&state, &req),
+        rate: state.limits.sign_in,
+    };
+    state
+        .limits
+        .limiter
+        .take(&state.redis, &[check], OnError::Refuse)
+        .await?;
     // Compare in constant time, through an HMAC of both sides.
     let mac = |s: &str| {
         let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"password-compare")

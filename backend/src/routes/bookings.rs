@@ -12,7 +12,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Answer, admit_booking, booking, cached_booking, command, event, public};
+use super::{
+    Answer, admit_booking, booking, cached_booking, command, event, limit_booking_call, public,
+};
 use crate::auth::Buyer;
 use crate::error::ApiError;
 use crate::openapi::{ErrorBody, Pending};
@@ -186,12 +188,14 @@ fn accepted(id: Uuid) -> HttpResponse {
     responses((status = 201, description = "seats held", body = BookingView),
         (status = 200, description = "a replay: the same booking", body = BookingView),
         (status = 202, description = "accepted; outcome not known yet", body = Pending),
-        (status = 400, description = "`missing_idempotency_key`, `malformed_json`", body = ErrorBody),
+        (status = 400, description = "`missing_idempotency_key`, `invalid_idempotency_key`, `malformed_json`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`buyers_only`", body = ErrorBody),
-        (status = 404, description = "`unknown_event`", body = ErrorBody),
+        (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 409, description = "`seats_taken`, `sale_not_open`, `no_adjacent_seats`, `buyer_limit_exceeded`", body = ErrorBody),
-        (status = 422, description = "`invalid_quantity`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`, `seats_in_several_parts`", body = ErrorBody),
+        (status = 422, description = "`invalid_quantity`, `invalid_seat`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`, `seats_in_several_parts`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many calls from this network or buyer, or for this event; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`: the queue is down; `overloaded`: more buyers than it decides in time, answered at once with `Retry-After`; retry with the same key", body = ErrorBody)))]
 pub async fn create(
     state: Data,
@@ -202,6 +206,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let _admitted = admit_booking(&state)?;
+    limit_booking_call(&state, &req, buyer.0, Some(*id)).await?;
     let event_view = event(&state, *id).await?;
     let selection = selection(body.into_inner(), &event_view)?;
     let part = part_of_selection(&event_view, &selection)?;
@@ -341,9 +346,10 @@ fn owned(buyer: &Buyer, found: Option<BookingView>) -> Result<Option<BookingView
     params(("id" = Uuid, Path, description = "booking id"), Wait),
     security(("bearer" = [])),
     responses((status = 200, body = BookingView),
+        (status = 400, description = "`invalid_query`: wait_ms is not a number of milliseconds", body = ErrorBody),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`not_your_booking`", body = ErrorBody),
-        (status = 404, description = "`unknown_booking` (not yet, after a 202: poll again)", body = ErrorBody),
+        (status = 403, description = "`buyers_only`, `not_your_booking`", body = ErrorBody),
+        (status = 404, description = "`unknown_booking` (not yet, after a 202: poll again); `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn get(
     state: Data,
@@ -394,17 +400,23 @@ pub struct Confirm {
     security(("bearer" = [])),
     responses((status = 200, description = "confirmed", body = BookingView),
         (status = 202, description = "accepted; outcome not known yet", body = Pending),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
-        (status = 404, description = "`unknown_booking`", body = ErrorBody),
+        (status = 403, description = "`buyers_only`, `not_your_booking`", body = ErrorBody),
+        (status = 404, description = "`unknown_booking`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 409, description = "`hold_expired`, `not_held`, `already_confirmed`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_payment_reference`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn confirm(
     state: Data,
+    req: HttpRequest,
     buyer: Buyer,
     id: Path<Uuid>,
     body: Json<Confirm>,
 ) -> Result<HttpResponse, ApiError> {
+    limit_booking_call(&state, &req, buyer.0, None).await?;
     let reference = body.into_inner().payment_reference;
     if reference.trim().is_empty() || reference.len() > 100 {
         return Err(ApiError::unprocessable(
@@ -430,10 +442,18 @@ pub async fn confirm(
     responses((status = 200, description = "cancelled", body = BookingView),
         (status = 202, description = "accepted; outcome not known yet", body = Pending),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
-        (status = 404, description = "`unknown_booking`", body = ErrorBody),
+        (status = 403, description = "`buyers_only`, `not_your_booking`", body = ErrorBody),
+        (status = 404, description = "`unknown_booking`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 409, description = "`not_held`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
-pub async fn cancel(state: Data, buyer: Buyer, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    state: Data,
+    req: HttpRequest,
+    buyer: Buyer,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    limit_booking_call(&state, &req, buyer.0, None).await?;
     let view = owned_booking(&state, &buyer, *id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_booking", "This booking does not exist."))?;

@@ -26,7 +26,7 @@ use crate::state::{AppState, Data};
 /// Every event, newest first.
 #[utoipa::path(get, path = "/api/events", tag = "events",
     responses((status = 200, body = EventList),
-        (status = 503, description = "cache and storage unreachable", body = ErrorBody)))]
+        (status = 503, description = "`unavailable`: cache and storage unreachable", body = ErrorBody)))]
 pub async fn list(state: Data) -> Result<HttpResponse, ApiError> {
     let mut views = cached_events(&state).await?;
     if views.is_none() {
@@ -96,7 +96,8 @@ async fn cached_events(state: &Data) -> Result<Option<Vec<EventView>>, ApiError>
 #[utoipa::path(get, path = "/api/events/{id}", tag = "events",
     params(("id" = Uuid, Path, description = "event id")),
     responses((status = 200, body = EventView),
-        (status = 404, description = "`unknown_event`", body = ErrorBody)))]
+        (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(event(&state, *id).await?))
 }
@@ -106,7 +107,8 @@ pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> 
 #[utoipa::path(get, path = "/api/events/{id}/seats", tag = "events",
     params(("id" = Uuid, Path, description = "event id")),
     responses((status = 200, body = SeatMapView),
-        (status = 404, description = "`unknown_event`", body = ErrorBody)))]
+        (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     Ok(HttpResponse::Ok().json(seat_map(&state, &view).await?))
@@ -171,7 +173,7 @@ async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, Api
     responses((status = 200, body = EventStats),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`organizers_only`", body = ErrorBody),
-        (status = 404, description = "`unknown_event`", body = ErrorBody),
+        (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn stats(
     state: Data,
@@ -249,7 +251,10 @@ fn default_hold_seconds() -> i64 {
     responses((status = 201, description = "created", body = EventView),
         (status = 202, description = "accepted; not applied yet", body = Pending),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
         (status = 403, description = "`organizers_only`", body = ErrorBody),
+        (status = 409, description = "`event_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_event`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn create(
@@ -306,8 +311,10 @@ pub struct SetSale {
     responses((status = 200, body = EventView),
         (status = 202, description = "accepted; not applied yet", body = Pending),
         (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
         (status = 403, description = "`organizers_only`", body = ErrorBody),
-        (status = 404, description = "`unknown_event`", body = ErrorBody),
+        (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn set_sale(
     state: Data,

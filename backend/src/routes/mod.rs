@@ -9,12 +9,12 @@ pub mod stream;
 
 use std::time::{Duration, Instant};
 
-use actix_web::web;
-use boxoffice_domain::{Command, CommandKind, EventId};
+use actix_web::{HttpRequest, web};
+use boxoffice_domain::{BuyerId, Command, CommandKind, EventId};
 use boxoffice_platform::messages::{CommandEnvelope, encode_command};
 use boxoffice_platform::now_ms;
 use boxoffice_platform::views::{BookingView, EventView, Reply};
-use boxoffice_platform::{kafka, trace};
+use boxoffice_platform::{client, kafka, trace};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::FutureRecord;
 use redis::AsyncCommands;
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::admission::Ticket;
 use crate::error::ApiError;
+use crate::limits::{Check, OnError, Scope};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -80,6 +81,48 @@ pub fn admit_booking(state: &AppState) -> Result<Ticket<'_>, ApiError> {
             .inc();
         ApiError::Overloaded
     })
+}
+
+/// Who is asking, as the rate limits count clients: the address behind the
+/// trusted proxies, an IPv6 client as its /64 (docs/front-door.md).
+pub fn client_of(state: &AppState, req: &HttpRequest) -> String {
+    let forwarded = client::forwarded_for(req.headers());
+    client::key(client::address(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded.as_deref(),
+        &state.limits.trusted_proxies,
+    ))
+}
+
+/// Takes a token from the buckets of a booking call: its client's, its
+/// buyer's and, for a new booking, its event's.
+pub async fn limit_booking_call(
+    state: &AppState,
+    req: &HttpRequest,
+    buyer: BuyerId,
+    event: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let l = &state.limits;
+    let mut checks = vec![
+        Check {
+            scope: Scope::Address,
+            subject: client_of(state, req),
+            rate: l.address,
+        },
+        Check {
+            scope: Scope::Buyer,
+            subject: buyer.0.to_string(),
+            rate: l.buyer,
+        },
+    ];
+    if let Some(event) = event {
+        checks.push(Check {
+            scope: Scope::Event,
+            subject: event.to_string(),
+            rate: l.event,
+        });
+    }
+    l.limiter.take(&state.redis, &checks, OnError::Allow).await
 }
 
 /// The partition count of `booking-commands`, read once from the broker.
@@ -276,17 +319,32 @@ pub fn public(mut view: BookingView) -> BookingView {
     view
 }
 
-/// JSON bodies, paths and queries that do not parse get a 400 with a reason.
+/// The largest JSON body any call takes (an event with hundreds of
+/// sections is a few tens of kilobytes); larger ones are answered 413
+/// without being read further.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// JSON bodies, paths and queries that do not parse get a 400 with a
+/// reason; bodies over [`MAX_BODY_BYTES`] a 413.
 pub fn extractor_errors(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
-            .limit(1 << 20)
-            .error_handler(|e, _| {
-                ApiError::bad_request(
+            .limit(MAX_BODY_BYTES)
+            .error_handler(|e, _| match e {
+                actix_web::error::JsonPayloadError::Overflow { limit }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { limit, .. } => {
+                    ApiError::new(
+                        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the request body is larger than {limit} bytes"),
+                    )
+                    .into()
+                }
+                e => ApiError::bad_request(
                     "malformed_json",
                     format!("the request body is not valid JSON for this call: {e}"),
                 )
-                .into()
+                .into(),
             }),
     )
     .app_data(web::PathConfig::default().error_handler(|e, _| {

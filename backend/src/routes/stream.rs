@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use actix_web::HttpResponse;
 use actix_web::web::Path;
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::event;
+use super::{client_of, event};
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
 use crate::state::Data;
@@ -22,8 +22,17 @@ use boxoffice_platform::views::SeatFeedMessage;
 #[utoipa::path(get, path = "/api/events/{id}/seats/stream", tag = "events",
     params(("id" = Uuid, Path, description = "event id")),
     responses((status = 200, content_type = "text/event-stream", body = SeatFeedMessage),
-        (status = 404, description = "`unknown_event`", body = ErrorBody)))]
-pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+        (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: this network has as many open here as it may", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the cache is unreachable, or this instance has as many streams open as it keeps", body = ErrorBody)))]
+pub async fn seats(
+    state: Data,
+    req: HttpRequest,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    // Held for as long as the stream is open (dropped with it when the
+    // client goes away).
+    let place = state.limits.streams.open(&client_of(&state, &req))?;
     let view = event(&state, *id).await?;
     let rx = state.feeds.subscribe(view.id.0);
     let heartbeat = tokio::time::interval(Duration::from_secs(15));
@@ -32,7 +41,7 @@ pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError
         view.id
     ));
     let stream = futures::stream::once(async move { Ok::<_, actix_web::Error>(hello) }).chain(
-        futures::stream::unfold((rx, heartbeat), |(mut rx, mut heartbeat)| async move {
+        futures::stream::unfold((rx, heartbeat, place), |(mut rx, mut heartbeat, place)| async move {
             let chunk = tokio::select! {
                 _ = heartbeat.tick() => Bytes::from_static(b": keep-alive\n\n"),
                 msg = rx.recv() => match msg {
@@ -42,7 +51,7 @@ pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError
                     Err(RecvError::Closed) => return None,
                 },
             };
-            Some((Ok(chunk), (rx, heartbeat)))
+            Some((Ok(chunk), (rx, heartbeat, place)))
         }),
     );
     Ok(HttpResponse::Ok()

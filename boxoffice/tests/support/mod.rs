@@ -22,6 +22,20 @@ use serde_json::{Value, json};
 
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
+/// Every test's API runs as the local stack does (built-in secrets, the
+/// web app on this machine trusted as a proxy), with rate limits far above
+/// what any test sends from this one address: they are still checked in
+/// Redis on every call. `boxoffice/tests/front_door.rs` sets them low.
+pub const LOCAL_FRONT_DOOR: &[(&str, &str)] = &[
+    ("BOXOFFICE_ENV", "local"),
+    ("BOXOFFICE_TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
+    ("BOXOFFICE_LIMIT_ADDRESS", "100000/s:100000"),
+    ("BOXOFFICE_LIMIT_BUYER", "100000/s:100000"),
+    ("BOXOFFICE_LIMIT_NEW_BUYERS", "100000/s:100000"),
+    ("BOXOFFICE_LIMIT_SIGN_IN", "100000/s:100000"),
+    ("BOXOFFICE_STREAMS_PER_CLIENT", "1000"),
+];
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind port 0")
@@ -120,6 +134,7 @@ impl Stack {
             .env("DATABASE_URL", self.database_url())
             .env("BOXOFFICE_STATE_DIR", self.dir.join("state"))
             .env("BOXOFFICE_EXPIRY_SWEEP_MS", "200")
+            .envs(LOCAL_FRONT_DOOR.iter().copied())
             .env("RUST_LOG", "info,rdkafka=warn")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
