@@ -170,3 +170,67 @@ async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live() 
     assert_eq!(summary["loadgen"]["invariants_hold"], true);
     assert_eq!(summary["loadgen"]["seats_taken"], 100 - free);
 }
+
+/// The web app's server functions carry the visitor's cookies, so a page of
+/// another site must not be able to call them (CSRF); and a token cookie
+/// set over HTTPS never travels over plain HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_functions_refuse_other_sites_and_token_cookies_are_secure_over_https() {
+    let (stack, dashboard, _) = system("browser-csrf").await;
+    let host = dashboard.trim_start_matches("http://").to_owned();
+    let sign_in = |origin: Option<&str>, fetch_site: Option<&str>, https: bool| {
+        let mut req = stack
+            .http
+            .post(format!("{dashboard}/rpc/sign_in"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("password=organizer");
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        if let Some(s) = fetch_site {
+            req = req.header("Sec-Fetch-Site", s);
+        }
+        if https {
+            req = req.header("X-Forwarded-Proto", "https");
+        }
+        req.send()
+    };
+    for (origin, fetch_site) in [
+        (Some("https://evil.example"), None),
+        (Some(format!("http://{host}.evil.example").as_str()), None),
+        (None, Some("cross-site")),
+        (Some("null"), None),
+    ] {
+        let res = sign_in(origin, fetch_site, false).await.unwrap();
+        assert_eq!(res.status(), 403, "{origin:?} {fetch_site:?}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "cross_origin");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    let own = format!("http://{host}");
+    let res = sign_in(Some(&own), Some("same-origin"), false)
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("bx_organizer="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on a laptop: {cookie}"
+    );
+
+    let res = sign_in(Some(&format!("https://{host}")), None, true)
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("; Secure"),
+        "behind an HTTPS proxy: {cookie}"
+    );
+}

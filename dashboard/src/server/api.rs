@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderValue, SET_COOKIE};
 use anyhow::{Context, anyhow, bail};
 use boxoffice_domain::RejectReason;
+use boxoffice_platform::client::{self, TrustedProxies};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use leptos::prelude::use_context;
 use reqwest::{Method, StatusCode};
@@ -52,6 +53,30 @@ pub fn api() -> anyhow::Result<&'static Api> {
         .context("the dashboard's API client is not configured")
 }
 
+/// `X-Forwarded-For` for a call made for the visitor of `req`: one
+/// address, the visitor's as this server resolves it (its peer, or behind
+/// the proxies this server trusts, what they saw). Never the visitor's own
+/// header: the API trusts this server (`BOXOFFICE_TRUSTED_PROXIES`) and
+/// counts its rate limits per address, so whatever the visitor wrote there
+/// must not reach it (docs/front-door.md).
+pub fn forwarded_for(req: &actix_web::HttpRequest) -> Option<String> {
+    let none = TrustedProxies::default();
+    let forwarded = client::forwarded_for(req.headers());
+    client::address(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded.as_deref(),
+        TRUSTED_PROXIES.get().unwrap_or(&none),
+    )
+    .map(|a| a.to_string())
+}
+
+static TRUSTED_PROXIES: OnceLock<TrustedProxies> = OnceLock::new();
+
+/// The proxies in front of this server whose `X-Forwarded-For` it believes.
+pub fn trust_proxies(proxies: TrustedProxies) {
+    let _ = TRUSTED_PROXIES.set(proxies);
+}
+
 /// One API call: the status and the JSON body (`null` when there is none).
 async fn call(
     method: Method,
@@ -70,6 +95,15 @@ async fn call(
     }
     if let Some(b) = body {
         req = req.json(&b);
+    }
+    // The visitor's request is not Send: read it before the call is sent.
+    let visitor = leptos_actix::extract::<actix_web::HttpRequest>()
+        .await
+        .ok()
+        .as_ref()
+        .and_then(forwarded_for);
+    if let Some(address) = visitor {
+        req = req.header("X-Forwarded-For", address);
     }
     let res = req.send().await.map_err(|e| {
         tracing::warn!(path, error = %e, "the API is unreachable");
@@ -110,17 +144,23 @@ fn message(body: &Value, fallback: &str) -> String {
     }
 }
 
-fn cookie_value(name: &str, value: &str, max_age_s: u64) -> Option<HeaderValue> {
+/// A token cookie: script cannot read it, other sites' requests do not
+/// carry it, and over HTTPS (as the connection or the proxy in front says,
+/// `X-Forwarded-Proto`) it never travels over plain HTTP.
+fn cookie_value(name: &str, value: &str, max_age_s: u64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}"
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
     ))
     .ok()
 }
 
 fn set_cookie(name: &str, value: &str, max_age_s: u64) {
+    let secure = use_context::<leptos_actix::Request>()
+        .is_some_and(|req| req.connection_info().scheme() == "https");
     if let (Some(res), Some(v)) = (
         use_context::<leptos_actix::ResponseOptions>(),
-        cookie_value(name, value, max_age_s),
+        cookie_value(name, value, max_age_s, secure),
     ) {
         res.append_header(SET_COOKIE, v);
     }

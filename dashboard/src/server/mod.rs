@@ -30,6 +30,12 @@ pub struct DashboardConfig {
     /// Port of the web app.
     #[arg(long, env = "BOXOFFICE_PORT", default_value_t = 8380)]
     pub port: u16,
+    /// Proxies in front of the web app (the ingress) whose
+    /// `X-Forwarded-For` it believes, as comma-separated networks: it
+    /// resolves each visitor's address and hands the API that one
+    /// (docs/front-door.md).
+    #[arg(long, env = "BOXOFFICE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: boxoffice_platform::client::TrustedProxies,
     /// Base URL of the API the pages talk to (through this server).
     #[arg(
         long,
@@ -49,8 +55,46 @@ pub struct DashboardConfig {
     pub metrics_targets: Vec<String>,
 }
 
+/// Whether a request may run a server function: sent from a page of this
+/// web app, or by a client that is not a browser. A browser names where a
+/// request comes from (`Origin`, or at least `Sec-Fetch-Site`); a call from
+/// another site's page is refused, whatever cookies it carries (CSRF). The
+/// cookies are `SameSite=Strict` as well, so this is the second of two
+/// locks.
+pub fn same_origin(req: &actix_web::HttpRequest) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(origin) = header("Origin") {
+        let host = header("Host").unwrap_or_default();
+        let origin_host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .unwrap_or("");
+        return !host.is_empty() && origin_host.eq_ignore_ascii_case(host);
+    }
+    !matches!(header("Sec-Fetch-Site"), Some("cross-site" | "same-site"))
+}
+
+/// Refuses server-function calls from other sites' pages (see [`same_origin`]).
+async fn csrf_guard(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if same_origin(req.request()) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    tracing::warn!(
+        path = req.path(),
+        origin = ?req.headers().get("Origin"),
+        "refused a server-function call from another site"
+    );
+    Ok(req.into_response(HttpResponse::Forbidden().json(json!({
+        "code": "cross_origin",
+        "message": "This call must come from the booking site's own pages.",
+    }))))
+}
+
 /// Relays `GET /api/events/{id}/seats/stream` (server-sent events).
-async fn live_seats(id: web::Path<String>) -> HttpResponse {
+async fn live_seats(req: actix_web::HttpRequest, id: web::Path<String>) -> HttpResponse {
     if uuid::Uuid::parse_str(&id).is_err() {
         return HttpResponse::BadRequest()
             .json(json!({ "code": "invalid_id", "message": "event ids are UUIDs" }));
@@ -59,11 +103,13 @@ async fn live_seats(id: web::Path<String>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "code": "unavailable", "message": "not configured" }));
     };
-    let upstream = api
+    let mut upstream = api
         .stream
-        .get(format!("{}/api/events/{id}/seats/stream", api.base))
-        .send()
-        .await;
+        .get(format!("{}/api/events/{id}/seats/stream", api.base));
+    if let Some(chain) = api::forwarded_for(&req) {
+        upstream = upstream.header("X-Forwarded-For", chain);
+    }
+    let upstream = upstream.send().await;
     match upstream {
         Ok(res) if res.status().is_success() => HttpResponse::Ok()
             .insert_header(("Content-Type", "text/event-stream"))
@@ -76,8 +122,17 @@ async fn live_seats(id: web::Path<String>) -> HttpResponse {
         Ok(res) => {
             let status = actix_web::http::StatusCode::from_u16(res.status().as_u16())
                 .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            let retry_after = res
+                .headers()
+                .get("Retry-After")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body: serde_json::Value = res.json().await.unwrap_or_default();
-            HttpResponse::build(status).json(body)
+            let mut answer = HttpResponse::build(status);
+            if let Some(r) = retry_after {
+                answer.insert_header(("Retry-After", r));
+            }
+            answer.json(body)
         }
         Err(e) => {
             tracing::warn!(error = %e, "seat feed relay: the API is unreachable");
@@ -101,6 +156,7 @@ pub async fn run(
         pkg.display()
     );
     api::configure(&config.api_url)?;
+    api::trust_proxies(config.trusted_proxies.clone());
     ops::configure(ops::OpsConfig {
         common: config.common.clone(),
         prometheus: config.prometheus_url.clone(),
@@ -133,6 +189,13 @@ pub async fn run(
         let opts = options.clone();
         cfg.app_data(web::Data::new(opts.clone()))
             .route("/live/events/{id}", web::get().to(live_seats))
+            // Server functions, behind the CSRF guard; registered before
+            // leptos_routes, which would register them unguarded.
+            .service(
+                web::scope("/rpc")
+                    .wrap(actix_web::middleware::from_fn(csrf_guard))
+                    .route("/{name:.*}", leptos_actix::handle_server_fns()),
+            )
             // The wasm client compresses to about a third.
             .service(
                 web::scope("/pkg")
