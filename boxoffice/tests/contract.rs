@@ -47,7 +47,10 @@ fn run(api: &str, token: &str, filter: &[&str], name: &str) {
         .arg(format!("{api}/api/openapi.json"))
         .args(["--checks", &checks.join(",")])
         .args(["--max-examples", "30", "--seed", "20261202"])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        // Not the coverage phase: schemathesis 4.32.5 fails there now and
+        // then inside hypothesis (a SystemError from `ast.parse` while it
+        // describes a filter lambda), whatever the API answers.
+        .args(["--phases", "examples,fuzzing"])
         .args([
             "--generation-database",
             "none",
