@@ -7,10 +7,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::client_of;
+use super::limit_client;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::limits::{Check, OnError, Scope};
+use crate::limits::{OnError, Scope};
 use crate::openapi::{BuyerToken, ErrorBody, OrganizerToken, Session};
 use crate::state::Data;
 
@@ -19,16 +19,8 @@ use crate::state::Data;
     responses((status = 201, body = BuyerToken),
         (status = 429, description = "`rate_limited`: too many new buyers from this network; see `Retry-After`", body = ErrorBody)))]
 pub async fn buyer(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let check = Check {
-        scope: Scope::NewBuyer,
-        subject: client_of(&state, &req),
-        rate: state.limits.new_buyers,
-    };
-    state
-        .limits
-        .limiter
-        .take(&state.redis, &[check], OnError::Allow)
-        .await?;
+    let rate = state.limits.new_buyers;
+    limit_client(&state, &req, Scope::NewBuyer, rate, OnError::Allow).await?;
     let id = Uuid::new_v4();
     Ok(HttpResponse::Created().json(BuyerToken {
         buyer_id: id,
@@ -57,16 +49,8 @@ pub async fn organizer(
     use hmac::Mac;
     // Every attempt costs a token, counted before the password is looked
     // at; guessing must not go on while Redis cannot count.
-    let check = Check {
-        scope: Scope::SignIn,
-        subject: client_of(&state, &req),
-        rate: state.limits.sign_in,
-    };
-    state
-        .limits
-        .limiter
-        .take(&state.redis, &[check], OnError::Refuse)
-        .await?;
+    let rate = state.limits.sign_in;
+    limit_client(&state, &req, Scope::SignIn, rate, OnError::Refuse).await?;
     // Compare in constant time, through an HMAC of both sides.
     let mac = |s: &str| {
         let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"password-compare")

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::admission::Ticket;
 use crate::error::ApiError;
-use crate::limits::{Check, OnError, Scope};
+use crate::limits::{Check, OnError, Rate, Scope};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -94,6 +94,31 @@ pub fn client_of(state: &AppState, req: &HttpRequest) -> String {
     ))
 }
 
+/// The bucket `scope` of the client behind `req`.
+fn client_check(state: &AppState, req: &HttpRequest, scope: Scope, rate: Rate) -> Check {
+    Check {
+        scope,
+        subject: client_of(state, req),
+        rate,
+    }
+}
+
+/// Takes a token from the bucket `scope` of the client behind `req`.
+pub async fn limit_client(
+    state: &AppState,
+    req: &HttpRequest,
+    scope: Scope,
+    rate: Rate,
+    on_error: OnError,
+) -> Result<(), ApiError> {
+    let check = client_check(state, req, scope, rate);
+    state
+        .limits
+        .limiter
+        .take(&state.redis, &[check], on_error)
+        .await
+}
+
 /// Takes a token from the buckets of a booking call: its client's, its
 /// buyer's and, for a new booking, its event's.
 pub async fn limit_booking_call(
@@ -104,11 +129,7 @@ pub async fn limit_booking_call(
 ) -> Result<(), ApiError> {
     let l = &state.limits;
     let mut checks = vec![
-        Check {
-            scope: Scope::Address,
-            subject: client_of(state, req),
-            rate: l.address,
-        },
+        client_check(state, req, Scope::Address, l.address),
         Check {
             scope: Scope::Buyer,
             subject: buyer.0.to_string(),

@@ -59,7 +59,7 @@ pub fn api() -> anyhow::Result<&'static Api> {
 /// header: the API trusts this server (`BOXOFFICE_TRUSTED_PROXIES`) and
 /// counts its rate limits per address, so whatever the visitor wrote there
 /// must not reach it (docs/front-door.md).
-pub fn forwarded_for(req: &actix_web::HttpRequest) -> Option<String> {
+pub fn visitor_address(req: &actix_web::HttpRequest) -> Option<String> {
     let none = TrustedProxies::default();
     let forwarded = client::forwarded_for(req.headers());
     client::address(
@@ -101,7 +101,7 @@ async fn call(
         .await
         .ok()
         .as_ref()
-        .and_then(forwarded_for);
+        .and_then(visitor_address);
     if let Some(address) = visitor {
         req = req.header("X-Forwarded-For", address);
     }

@@ -106,8 +106,8 @@ async fn live_seats(req: actix_web::HttpRequest, id: web::Path<String>) -> HttpR
     let mut upstream = api
         .stream
         .get(format!("{}/api/events/{id}/seats/stream", api.base));
-    if let Some(chain) = api::forwarded_for(&req) {
-        upstream = upstream.header("X-Forwarded-For", chain);
+    if let Some(address) = api::visitor_address(&req) {
+        upstream = upstream.header("X-Forwarded-For", address);
     }
     let upstream = upstream.send().await;
     match upstream {
