@@ -13,13 +13,15 @@ say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[run] error:\033[0m %s\n' "$*" >&2; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# On a new machine the install leaves the broker building in the background:
+# boxoffice's own build runs beside it, and `up` waits for it.
 scripts/stack.sh install
-scripts/stack.sh up
 say "building boxoffice (first build takes a while: RocksDB and librdkafka are C/C++)"
 # The same build as scripts/test.sh (tests included), so that one never
 # rebuilds what the other built with other dependency features.
 cargo build --workspace --all-targets
 scripts/build-web.sh
+scripts/stack.sh up
 
 mkdir -p "$STACK/roles" "$STACK/logs" "$STACK/prometheus/targets"
 start_role() {

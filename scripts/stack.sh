@@ -83,6 +83,46 @@ PY
   rm -rf "$d"
 }
 
+# The broker's build is the longest install (about 18 minutes on 2 cores) and
+# needs nothing of boxoffice's: it runs in the background, beside the rest of
+# the install and boxoffice's own build, and `up` waits for it. Its log and
+# pid live beside the binary, so a second install or `up` finds it running.
+BROKER_BUILD_LOG="$TOOLS/nisshi-build.log"
+BROKER_BUILD_PID="$TOOLS/nisshi-build.pid"
+start_broker_build() {
+  [[ -x "$TOOLS/bin/nisshi" ]] && return 0
+  if pid_alive "$BROKER_BUILD_PID"; then
+    say "the broker's build is already running (log: $BROKER_BUILD_LOG)"
+    return 0
+  fi
+  say "building the Kafka-protocol broker nisshi $NISSHI_VERSION in the background (once per machine, ~18 min on 2 cores; log: $BROKER_BUILD_LOG)"
+  mkdir -p "$TOOLS"
+  # Only the SQLite storage the local stack uses: the default features add
+  # PostgreSQL and object-store engines, which doubled the build.
+  # An install root of its own: `cargo install` locks its root, and the
+  # foreground installs (wasm-bindgen) would otherwise wait for this one.
+  (exec setsid env RUSTC=/usr/bin/rustc TOOLS="$TOOLS" NISSHI_VERSION="$NISSHI_VERSION" bash -c '
+    /usr/bin/cargo install --locked -j "$(nproc)" nisshi --version "$NISSHI_VERSION" \
+      --no-default-features --features libsql --root "$TOOLS/broker" &&
+    mkdir -p "$TOOLS/bin" && ln -sf "$TOOLS/broker/bin/nisshi" "$TOOLS/bin/nisshi"' \
+    >"$BROKER_BUILD_LOG" 2>&1 </dev/null) &
+  echo $! >"$BROKER_BUILD_PID"
+}
+
+# Waits for a background build of the broker, showing its progress.
+wait_for_broker_build() {
+  [[ -x "$TOOLS/bin/nisshi" ]] && return 0
+  pid_alive "$BROKER_BUILD_PID" || die "the broker is not installed; run: scripts/stack.sh install"
+  local waited=0
+  while pid_alive "$BROKER_BUILD_PID"; do
+    (( waited % 30 == 0 )) && say "waiting for the broker's build (${waited}s; $(grep -c '^ *Compiling' "$BROKER_BUILD_LOG" 2>/dev/null || true) crates compiled): $(tail -1 "$BROKER_BUILD_LOG" 2>/dev/null | cut -c1-80)"
+    sleep 1; waited=$((waited + 1))
+  done
+  rm -f "$BROKER_BUILD_PID"
+  [[ -x "$TOOLS/bin/nisshi" ]] || { tail -30 "$BROKER_BUILD_LOG" >&2; die "the broker's build failed (log: $BROKER_BUILD_LOG)"; }
+  say "the broker is built"
+}
+
 cmd_install() {
   # Build tools for librdkafka, RocksDB (bindgen needs libclang) and jemalloc;
   # Prometheus; Debian's newer Rust toolchain for the broker (it needs rustc >= 1.96).
@@ -95,12 +135,7 @@ cmd_install() {
   # needs the server binaries even where the running one came from elsewhere.
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then apt_install postgresql; fi
   if ! command -v redis-server >/dev/null && ! port_open 6379; then apt_install redis-server; fi
-  if [[ ! -x "$TOOLS/bin/nisshi" ]]; then
-    say "building the Kafka-protocol broker nisshi $NISSHI_VERSION (once per machine, ~45 min on 2 cores)"
-    mkdir -p "$TOOLS"
-    RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked -j "$(nproc)" nisshi --version "$NISSHI_VERSION" \
-      --no-default-features --features libsql,postgres --root "$TOOLS"
-  fi
+  start_broker_build
   if [[ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
     say "building wasm-bindgen-cli $WASM_BINDGEN_VERSION (once per machine, ~7 min on 2 cores)"
     mkdir -p "$TOOLS"
@@ -138,7 +173,11 @@ cmd_install() {
     say "installing cargo-nextest"
     cargo install --locked cargo-nextest
   fi
-  say "install: everything is present"
+  if pid_alive "$BROKER_BUILD_PID"; then
+    say "install: everything is present but the broker, still building in the background (\`up\` waits for it)"
+  else
+    say "install: everything is present"
+  fi
 }
 
 start_broker() {
@@ -224,7 +263,7 @@ stop_pidfile() {
 }
 
 cmd_up() {
-  [[ -x "$TOOLS/bin/nisshi" ]] || die "the broker is not installed; run: scripts/stack.sh install"
+  wait_for_broker_build
   mkdir -p "$STACK"
   start_postgres
   start_redis

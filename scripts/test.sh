@@ -13,11 +13,6 @@ step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
 step "install what is missing"
 scripts/stack.sh install
-step "start the local stack"
-scripts/stack.sh up
-# Test databases are per test; drop the ones earlier runs left behind.
-psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'bx_test_%'" |
-  while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
 
 step "format"
 cargo fmt --all --check
@@ -33,5 +28,11 @@ step "build"
 cargo build --workspace --all-targets
 step "web client (wasm)"
 scripts/build-web.sh
+# On a new machine the broker has been building beside the steps above; `up` waits for it.
+step "start the local stack"
+scripts/stack.sh up
+# Test databases are per test; drop the ones earlier runs left behind.
+psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'bx_test_%'" |
+  while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\"" || true; done
 step "tests"
 cargo nextest run --workspace --no-fail-fast
