@@ -63,7 +63,8 @@ HELM_LABELS = ("app.kubernetes.io/managed-by", "helm.sh/chart")
 REACHABLE = {
     ("outside", "api", 8080), ("outside", "dashboard", 8380),
     ("dashboard", "api", 8080), ("dashboard", "kafka", 9092),
-    ("api", "kafka", 9092), ("api", "redis", 6379), ("api", "reservation-processor", 8180),
+    ("api", "kafka", 9092), ("api", "postgres", 5432), ("api", "redis", 6379),
+    ("api", "reservation-processor", 8180),
     ("api", "schema-registry", 8081),
     ("reservation-processor", "kafka", 9092), ("reservation-processor", "postgres", 5432),
     ("reservation-processor", "redis", 6379), ("reservation-processor", "schema-registry", 8081),

@@ -71,12 +71,14 @@ say "creating the demo event"
 cat <<TXT
 
 boxoffice is running:
-  web app          http://127.0.0.1:8380  (buyers; organizers at /organizer, password "organizer";
-                   operations at /organizer/operations)
+  web app          http://127.0.0.1:8380  (buyers; organizers at /organizer: create an organizer
+                   account there, or leave the email empty and use the house password "organizer",
+                   which owns the demo event; operations at /organizer/operations)
   API              http://127.0.0.1:8080/api/events  (contract: /api/openapi.json)
   metrics          http://127.0.0.1:8080/metrics  (:8180 reservation-processor, :8280 seat-processor, :8380 web app)
   Prometheus       http://127.0.0.1:9090
   logs             $STACK/logs/
-  organizer login  password "organizer" (POST /api/auth/organizer)
+  accounts         POST /api/accounts, POST /api/sessions (docs/accounts.md); house organizer:
+                   password "organizer" (POST /api/auth/organizer)
 Stop everything:   scripts/stack.sh down
 TXT

@@ -1,7 +1,12 @@
-//! Buyer and organizer tokens: `role.id.signature`, signed with HMAC-SHA256.
-//! Stateless, so any API instance verifies any token.
+//! Tokens: `v2.<role>.<id>.<session>.<expires>.<signature>`, signed with
+//! HMAC-SHA256 (docs/accounts.md). Any API instance verifies any token. A
+//! token says who holds it (role and account or guest id) and until when
+//! (Unix seconds); a token from a sign-in also names its session, which
+//! sign-out revokes. Guest buyers and the house organizer have no session
+//! (`-`): their tokens only expire.
 
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -10,6 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::accounts::SessionState;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,7 +38,36 @@ impl Role {
             Self::Organizer => "organizer",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "buyer" => Some(Self::Buyer),
+            "organizer" => Some(Self::Organizer),
+            _ => None,
+        }
+    }
 }
+
+/// What a token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claims {
+    pub role: Role,
+    /// The account (or the guest buyer, or the house organizer).
+    pub id: Uuid,
+    /// The sign-in session, for accounts.
+    pub session: Option<Uuid>,
+    /// Unix seconds after which the token no longer counts.
+    pub expires_at_s: i64,
+}
+
+/// The id of the organizer that signs in with the shared password
+/// (`BOXOFFICE_ORGANIZER_PASSWORD`). It owns the events it creates and
+/// those from before accounts, which name no organizer.
+pub fn house_organizer() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, b"boxoffice-organizer")
+}
+
+const VERSION: &str = "v2";
 
 impl Signer {
     pub fn new(secret: &str) -> Self {
@@ -41,62 +76,127 @@ impl Signer {
         }
     }
 
-    fn signature(&self, payload: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length")
+    }
+
+    pub fn issue(&self, claims: &Claims) -> String {
+        let session = claims
+            .session
+            .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let payload = format!(
+            "{VERSION}.{}.{}.{session}.{}",
+            claims.role.name(),
+            claims.id,
+            claims.expires_at_s
+        );
+        let mut mac = self.mac();
         mac.update(payload.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        format!("{payload}.{}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    pub fn issue(&self, role: Role, id: Uuid) -> String {
-        let payload = format!("{}.{id}", role.name());
-        format!("{payload}.{}", self.signature(&payload))
-    }
-
-    /// The role and id of a valid token.
-    pub fn verify(&self, token: &str) -> Option<(Role, Uuid)> {
+    /// What a token says, if this secret signed it. Expiry is not checked
+    /// here: see [`authenticate`].
+    pub fn verify(&self, token: &str) -> Option<Claims> {
         let (payload, signature) = token.rsplit_once('.')?;
-        let expected = self.signature(payload);
         let sig = hex::decode(signature).ok()?;
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut mac = self.mac();
         mac.update(payload.as_bytes());
         mac.verify_slice(&sig).ok()?;
-        debug_assert_eq!(expected.len(), 64);
-        let (role, id) = payload.split_once('.')?;
-        let role = match role {
-            "buyer" => Role::Buyer,
-            "organizer" => Role::Organizer,
-            _ => return None,
+        let mut parts = payload.split('.');
+        let (Some(VERSION), Some(role), Some(id), Some(session), Some(exp), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
         };
-        Some((role, id.parse().ok()?))
+        Some(Claims {
+            role: Role::parse(role)?,
+            id: id.parse().ok()?,
+            session: match session {
+                "-" => None,
+                s => Some(s.parse().ok()?),
+            },
+            expires_at_s: exp.parse().ok()?,
+        })
     }
 }
 
-/// The role and id behind the request's bearer token.
-pub fn bearer(req: &HttpRequest) -> Result<(Role, Uuid), ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("app state is registered");
+fn unauthorized(code: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+/// The claims of the request's bearer token, once they still count: signed
+/// by this deployment, not expired, its session not signed out, and a
+/// guest's only while guests may book.
+pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Claims, ApiError> {
     let header = req
         .headers()
         .get("Authorization")
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            unauthorized(
                 "unauthenticated",
-                "send Authorization: Bearer <token> (POST /api/auth/buyer gives one)",
+                "send Authorization: Bearer <token> (POST /api/sessions gives one)",
             )
         })?;
-    state.signer.verify(header.trim()).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the token is not valid",
-        )
-    })
+    let claims = state
+        .signer
+        .verify(header.trim())
+        .ok_or_else(|| unauthorized("invalid_token", "the token is not valid"))?;
+    if claims.expires_at_s <= chrono::Utc::now().timestamp() {
+        return Err(unauthorized(
+            "token_expired",
+            "the token has expired: sign in again",
+        ));
+    }
+    match claims.session {
+        Some(session) => {
+            let live = state
+                .accounts
+                .session_state(&state.redis, session, claims.expires_at_s)
+                .await?;
+            if live == SessionState::Revoked {
+                return Err(unauthorized(
+                    "signed_out",
+                    "this session was signed out: sign in again",
+                ));
+            }
+        }
+        None if claims.role == Role::Buyer && !state.guests => {
+            return Err(unauthorized(
+                "guests_disabled",
+                "guest buyers are turned off here: sign in with an account",
+            ));
+        }
+        None => {}
+    }
+    Ok(claims)
+}
+
+fn app_state(req: &HttpRequest) -> web::Data<AppState> {
+    req.app_data::<web::Data<AppState>>()
+        .expect("app state is registered")
+        .clone()
+}
+
+type Authenticated<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// Whoever holds a valid token.
+pub struct Bearer(pub Claims);
+
+impl FromRequest for Bearer {
+    type Error = ApiError;
+    type Future = Authenticated<Self>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(Bearer(authenticate(&app_state(&req), &req).await?)) })
+    }
 }
 
 /// The buyer making the request.
@@ -104,16 +204,19 @@ pub struct Buyer(pub BuyerId);
 
 impl FromRequest for Buyer {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Authenticated<Self>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match bearer(req) {
-            Ok((Role::Buyer, id)) => Ok(Buyer(BuyerId(id))),
-            Ok((Role::Organizer, _)) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "buyers_only",
-                "sign in as a buyer to book seats",
-            )),
-            Err(e) => Err(e),
+        let req = req.clone();
+        Box::pin(async move {
+            let claims = authenticate(&app_state(&req), &req).await?;
+            match claims.role {
+                Role::Buyer => Ok(Buyer(BuyerId(claims.id))),
+                Role::Organizer => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "buyers_only",
+                    "sign in as a buyer to book seats",
+                )),
+            }
         })
     }
 }
@@ -121,36 +224,108 @@ impl FromRequest for Buyer {
 /// An organizer making the request.
 pub struct Organizer(pub Uuid);
 
+impl Organizer {
+    /// Refuses unless this organizer owns the event (`owner` as the event
+    /// names it; events from before accounts belong to the house organizer).
+    pub fn check_owns(&self, owner: Option<Uuid>) -> Result<(), ApiError> {
+        if owner.unwrap_or_else(house_organizer) == self.0 {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_your_event",
+                "this event belongs to another organizer",
+            ))
+        }
+    }
+}
+
 impl FromRequest for Organizer {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Authenticated<Self>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match bearer(req) {
-            Ok((Role::Organizer, id)) => Ok(Organizer(id)),
-            Ok((Role::Buyer, _)) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "organizers_only",
-                "this needs an organizer sign-in",
-            )),
-            Err(e) => Err(e),
+        let req = req.clone();
+        Box::pin(async move {
+            let claims = authenticate(&app_state(&req), &req).await?;
+            match claims.role {
+                Role::Organizer => Ok(Organizer(claims.id)),
+                Role::Buyer => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "organizers_only",
+                    "this needs an organizer sign-in",
+                )),
+            }
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn claims(session: Option<Uuid>) -> Claims {
+        Claims {
+            role: Role::Buyer,
+            id: Uuid::from_u128(5),
+            session,
+            expires_at_s: 1_900_000_000,
+        }
+    }
 
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
         let s = Signer::new("k1");
-        let id = Uuid::from_u128(5);
-        let t = s.issue(Role::Buyer, id);
-        assert_eq!(s.verify(&t), Some((Role::Buyer, id)));
-        assert_eq!(Signer::new("k2").verify(&t), None);
-        let forged = t.replacen("buyer", "organizer", 1);
-        assert_eq!(s.verify(&forged), None);
+        for c in [claims(None), claims(Some(Uuid::from_u128(9)))] {
+            let t = s.issue(&c);
+            assert_eq!(s.verify(&t), Some(c));
+            assert_eq!(Signer::new("k2").verify(&t), None);
+            let forged = t.replacen("buyer", "organizer", 1);
+            assert_eq!(s.verify(&forged), None);
+            let later = t.replacen("1900000000", "1900000001", 1);
+            assert_eq!(s.verify(&later), None, "the expiry is signed");
+        }
         assert_eq!(s.verify("garbage"), None);
         assert_eq!(s.verify("buyer.x.zz"), None);
+        // A token of the first format (`role.id.signature`) no longer counts.
+        let mut mac = s.mac();
+        let old = format!("buyer.{}", Uuid::from_u128(5));
+        mac.update(old.as_bytes());
+        let old = format!("{old}.{}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(s.verify(&old), None);
+    }
+
+    #[test]
+    fn the_house_organizer_owns_what_names_no_organizer() {
+        let house = Organizer(house_organizer());
+        assert!(house.check_owns(None).is_ok());
+        assert!(house.check_owns(Some(house_organizer())).is_ok());
+        assert!(house.check_owns(Some(Uuid::from_u128(1))).is_err());
+        let other = Organizer(Uuid::from_u128(1));
+        assert!(other.check_owns(Some(Uuid::from_u128(1))).is_ok());
+        assert!(other.check_owns(None).is_err());
+    }
+
+    proptest! {
+        /// Changing any one character of a token makes it refused, or
+        /// (when the change is one the format itself ignores) read as the
+        /// same claims; never as someone else's.
+        #[test]
+        fn any_change_to_a_token_is_refused(pos in 0usize..200, c in proptest::char::range('!', '~'), session in any::<bool>()) {
+            let s = Signer::new("k1");
+            let original = claims(session.then(|| Uuid::from_u128(9)));
+            let t = s.issue(&original);
+            let pos = pos % t.len();
+            let mut changed: Vec<char> = t.chars().collect();
+            prop_assume!(changed[pos] != c);
+            changed[pos] = c;
+            let changed: String = changed.into_iter().collect();
+            match s.verify(&changed) {
+                None => {}
+                // Hex digits decode case-insensitively.
+                Some(got) => prop_assert_eq!(got, original),
+            }
+        }
     }
 }

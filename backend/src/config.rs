@@ -1,7 +1,7 @@
 //! Settings of the API role.
 
 use boxoffice_platform::client::TrustedProxies;
-use boxoffice_platform::config::{CommonConfig, RedisConfig, Secret};
+use boxoffice_platform::config::{CommonConfig, DatabaseConfig, RedisConfig, Secret};
 
 use crate::limits::Rate;
 
@@ -22,6 +22,8 @@ pub struct ApiConfig {
     pub common: CommonConfig,
     #[command(flatten)]
     pub redis: RedisConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
     /// HTTP port of the API.
     #[arg(long, env = "BOXOFFICE_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -85,10 +87,40 @@ pub struct ApiConfig {
     /// New buyer identities (`POST /api/auth/buyer`) per client address.
     #[arg(long, env = "BOXOFFICE_LIMIT_NEW_BUYERS", default_value = "1/s:20")]
     pub limit_new_buyers: Rate,
-    /// Organizer sign-in attempts per client address; refused while Redis
+    /// Sign-in attempts per client address; refused while Redis
     /// cannot count them.
     #[arg(long, env = "BOXOFFICE_LIMIT_SIGN_IN", default_value = "5/min:10")]
     pub limit_sign_in: Rate,
+    /// Sign-in attempts per account, from any address; refused while Redis
+    /// cannot count them.
+    #[arg(
+        long,
+        env = "BOXOFFICE_LIMIT_ACCOUNT_SIGN_IN",
+        default_value = "20/h:10"
+    )]
+    pub limit_account_sign_in: Rate,
+    /// Whether buyers may book without an account, with a guest token
+    /// (`POST /api/auth/buyer`). Off, only signed-in accounts book, and the
+    /// per-buyer seat limit holds per account.
+    #[arg(
+        long,
+        env = "BOXOFFICE_GUEST_BUYERS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub guest_buyers: bool,
+    /// How long a sign-in (and a guest or house-organizer token) lasts, in
+    /// seconds.
+    #[arg(long, env = "BOXOFFICE_SESSION_SECONDS", default_value_t = 43_200)]
+    pub session_seconds: u64,
+    /// Passwords this instance hashes at once (argon2id: 19 MiB and most of
+    /// a core each, for a moment); sign-ins beyond wait up to 3 s, then get
+    /// `503`.
+    #[arg(long, env = "BOXOFFICE_PASSWORD_HASHERS", default_value_t = 2)]
+    pub password_hashers: usize,
+    /// PostgreSQL connections for accounts and sessions.
+    #[arg(long, env = "BOXOFFICE_ACCOUNTS_DB_POOL", default_value_t = 4)]
+    pub accounts_db_pool: usize,
     /// Live seat-map streams one client may keep open on this instance.
     #[arg(long, env = "BOXOFFICE_STREAMS_PER_CLIENT", default_value_t = 20)]
     pub streams_per_client: usize,

@@ -4,6 +4,7 @@
 //! command and awaits its outcome (no thread blocked) until a deadline, then
 //! answers `202 Accepted` with the booking's URL to long-poll.
 
+pub mod accounts;
 pub mod admission;
 pub mod auth;
 pub mod config;

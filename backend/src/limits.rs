@@ -116,6 +116,9 @@ pub enum Scope {
     NewBuyer,
     /// Sign-in attempts from one client address.
     SignIn,
+    /// Sign-in attempts for one account (by its email's hash), from any
+    /// address.
+    AccountSignIn,
 }
 
 impl Scope {
@@ -126,6 +129,7 @@ impl Scope {
             Self::Event => "event",
             Self::NewBuyer => "new_buyer",
             Self::SignIn => "sign_in",
+            Self::AccountSignIn => "account_sign_in",
         }
     }
 
@@ -136,6 +140,7 @@ impl Scope {
             Self::Event => "Too many buyers for this event at this moment",
             Self::NewBuyer => "Too many new buyer identities from your network",
             Self::SignIn => "Too many sign-in attempts from your network",
+            Self::AccountSignIn => "Too many sign-in attempts for this account",
         }
     }
 }

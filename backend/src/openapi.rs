@@ -26,7 +26,26 @@ pub struct ErrorBody {
 pub struct Session {
     /// `buyer` or `organizer`.
     pub role: String,
+    /// The account, guest buyer or house organizer.
     pub id: Uuid,
+    /// Whether the token comes from an account's sign-in (and so can be
+    /// signed out), not a guest's or the house organizer's.
+    pub signed_in: bool,
+    /// When the token stops counting.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A signed-in account and its session's token.
+#[derive(Serialize, ToSchema)]
+pub struct SignedIn {
+    pub account_id: Uuid,
+    pub email: String,
+    /// `buyer` or `organizer`.
+    pub role: String,
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When the session ends; sign in again after.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// An event's sale as organizers watch it: seats by state from the cache,
@@ -47,20 +66,24 @@ pub struct EventStats {
     pub at_ms: i64,
 }
 
-/// A new buyer identity.
+/// A new guest buyer identity.
 #[derive(Serialize, ToSchema)]
 pub struct BuyerToken {
     pub buyer_id: Uuid,
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
+    /// When the token stops counting.
+    pub expires_at: DateTime<Utc>,
 }
 
-/// An organizer's token.
+/// The house organizer's token.
 #[derive(Serialize, ToSchema)]
 pub struct OrganizerToken {
     pub organizer_id: Uuid,
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
+    /// When the token stops counting.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// An event in the list.
@@ -76,6 +99,9 @@ pub struct EventSummary {
     pub capacity: usize,
     pub sale_opens_at: DateTime<Utc>,
     pub sale_closes_at: DateTime<Utc>,
+    /// The organizer who runs the sale (the house organizer's id for events
+    /// from before accounts).
+    pub organizer_id: Uuid,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -140,6 +166,9 @@ impl Pending {
         routes::auth::buyer,
         routes::auth::organizer,
         routes::auth::session,
+        routes::accounts::sign_up,
+        routes::accounts::sign_in,
+        routes::accounts::sign_out,
         routes::events::list,
         routes::events::create,
         routes::events::get,
@@ -154,7 +183,7 @@ impl Pending {
     ),
     modifiers(&BearerAuth),
     tags(
-        (name = "auth", description = "Tokens for buyers and organizers"),
+        (name = "auth", description = "Accounts, sessions and tokens for buyers and organizers"),
         (name = "events", description = "Events, seat maps and the sale switch"),
         (name = "bookings", description = "Holding, confirming and cancelling seats"),
     )
@@ -254,6 +283,9 @@ mod tests {
             ("post", "/api/auth/buyer"),
             ("post", "/api/auth/organizer"),
             ("get", "/api/auth/session"),
+            ("post", "/api/accounts"),
+            ("post", "/api/sessions"),
+            ("delete", "/api/sessions/current"),
             ("get", "/api/events"),
             ("post", "/api/events"),
             ("get", "/api/events/{id}"),

@@ -42,6 +42,25 @@ pub async fn run(
         move || redis.status()
     });
     let keys = Keys::new(&config.redis.redis_prefix);
+    let db_url = config.database.database_url.expose();
+    if let Err(e) = boxoffice_platform::db::ensure_database(db_url).await {
+        tracing::warn!(error = %e, "could not make sure the database exists; assuming it does");
+    }
+    // Accounts only: bookings never wait on PostgreSQL here, so it is not
+    // part of readiness (an outage refuses sign-ups and sign-ins, and
+    // sessions whose state is not cached, with 503; guests book on).
+    let pool = boxoffice_platform::db::pool(db_url, config.accounts_db_pool)?;
+    boxoffice_platform::db::migrate(&pool).await?;
+    metrics.watch_pool("postgres", {
+        let pool = pool.clone();
+        move || pool.status()
+    });
+    let accounts = crate::accounts::Accounts::new(
+        pool.clone(),
+        keys.clone(),
+        config.password_hashers,
+        Duration::from_secs(config.session_seconds),
+    )?;
     let waiters = Arc::new(Waiters::default());
     let feeds = Arc::new(SeatFeeds::default());
     let connected = Arc::new(AtomicBool::new(false));
@@ -68,6 +87,8 @@ pub async fn run(
         reservation_url: config.reservation_url.trim_end_matches('/').to_owned(),
         signer: Signer::new(config.auth_secret.expose()),
         organizer_password: config.organizer_password.expose().to_owned(),
+        accounts,
+        guests: config.guest_buyers,
         booking_deadline: Duration::from_millis(config.booking_deadline_ms),
         long_poll_max: Duration::from_millis(config.long_poll_max_ms),
         metrics: ApiMetrics::new(metrics.registry())?,
@@ -81,6 +102,7 @@ pub async fn run(
             event: config.limit_event,
             new_buyers: config.limit_new_buyers,
             sign_in: config.limit_sign_in,
+            account_sign_in: config.limit_account_sign_in,
             streams: StreamLimits::new(config.streams_per_client, config.streams_max, {
                 let gauge = prometheus::IntGauge::new(
                     "api_streams_open",
@@ -91,6 +113,7 @@ pub async fn run(
             }),
         },
     });
+    let state_for_sweep = state.clone();
     state
         .metrics
         .admission_limit
@@ -142,14 +165,34 @@ pub async fn run(
         limit_address = %config.limit_address,
         limit_buyer = %config.limit_buyer,
         limit_event = %config.limit_event,
+        guest_buyers = config.guest_buyers,
+        session_seconds = config.session_seconds,
         "api started"
     );
+    let sweeper = tokio::spawn(sweep_sessions(state_for_sweep, shutdown.clone()));
     let server_task = tokio::spawn(server);
     shutdown.cancelled().await;
     tracing::info!("api draining in-flight requests");
     handle.stop(true).await;
     let _ = server_task.await;
     let _ = listener_task.await;
+    let _ = sweeper.await;
     tracing::info!("api stopped");
     Ok(())
+}
+
+/// Deletes long-ended sessions once an hour (every instance does; the
+/// statement is idempotent).
+async fn sweep_sessions(state: web::Data<AppState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => match state.accounts.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "deleted ended sessions"),
+                Err(e) => tracing::warn!(error = %e, "could not delete ended sessions"),
+            },
+        }
+    }
 }

@@ -28,6 +28,9 @@ pub struct AppState {
     pub reservation_url: String,
     pub signer: Signer,
     pub organizer_password: String,
+    pub accounts: crate::accounts::Accounts,
+    /// Whether guest buyer tokens count (`BOXOFFICE_GUEST_BUYERS`).
+    pub guests: bool,
     pub booking_deadline: Duration,
     pub long_poll_max: Duration,
     pub metrics: ApiMetrics,
@@ -47,6 +50,7 @@ pub struct Limits {
     pub event: Rate,
     pub new_buyers: Rate,
     pub sign_in: Rate,
+    pub account_sign_in: Rate,
     pub streams: Arc<StreamLimits>,
 }
 

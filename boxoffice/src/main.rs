@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Role {
     /// The REST + SSE API (deferred booking responses).
-    Api(ApiConfig),
+    Api(Box<ApiConfig>),
     /// Applies booking commands to seat maps kept in RocksDB.
     SeatProcessor(SeatProcessorConfig),
     /// Records outcomes in PostgreSQL and Redis, answers the API, expires holds.
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
             Role::Api(c) => {
                 let instance = c.common.instance_name("api");
                 let _telemetry = telemetry::init("api", &instance)?;
-                boxoffice_backend::run(c, instance, shutdown::on_signal()).await
+                boxoffice_backend::run(*c, instance, shutdown::on_signal()).await
             }
             Role::SeatProcessor(c) => {
                 let instance = c.common.instance_name("seat-processor");

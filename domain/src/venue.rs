@@ -102,6 +102,10 @@ pub struct EventSpec {
     #[serde(default = "one_part")]
     #[cfg_attr(feature = "openapi", schema(default = 1, minimum = 1, maximum = 64))]
     pub parts: u16,
+    /// The organizer account that created the event and alone may run its
+    /// sale. Events from before accounts have none: the house organizer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizer_id: Option<uuid::Uuid>,
 }
 
 fn one_part() -> u16 {
@@ -289,6 +293,7 @@ impl EventSpec {
             max_seats_per_buyer: 8,
             hold_duration_ms: 600_000,
             parts: 1,
+            organizer_id: None,
         }
     }
 }

@@ -55,6 +55,12 @@ impl Keys {
         format!("{}events", self.prefix)
     }
 
+    /// Whether a signed-in session still counts: `live` or `revoked`, a
+    /// cache of the API's `sessions` table (docs/accounts.md).
+    pub fn session(&self, session: impl std::fmt::Display) -> String {
+        format!("{}session:{session}", self.prefix)
+    }
+
     /// JSON of an event: spec, sale state.
     pub fn event(&self, event: impl std::fmt::Display) -> String {
         format!("{}event:{event}", self.prefix)

@@ -91,8 +91,9 @@ pub struct CommonConfig {
     pub schema_registry_url: Option<String>,
 }
 
-/// Where PostgreSQL is: read only by the role that uses it (the
-/// reservation-processor), so no other role is handed its credentials.
+/// Where PostgreSQL is: read only by the roles that use it (the
+/// reservation-processor for bookings, the API for accounts and sessions),
+/// so no other role is handed its credentials.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseConfig {
     /// PostgreSQL connection URL.

@@ -11,13 +11,14 @@ pub type PgPool = Pool<AsyncPgConnection>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
-/// A pool of at most `max_size` connections. Every wait is bounded, so an
-/// unreachable database turns into an error (and a 503) instead of a hang.
+/// A pool of at most `max_size` connections (two at least: migrating takes
+/// two). Every wait is bounded, so an unreachable database turns into an
+/// error (and a 503) instead of a hang.
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
     let limit = Some(std::time::Duration::from_secs(5));
     Ok(Pool::builder(manager)
-        .max_size(max_size)
+        .max_size(max_size.max(2))
         .wait_timeout(limit)
         .create_timeout(limit)
         .recycle_timeout(limit)
@@ -25,14 +26,29 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
         .build()?)
 }
 
-/// Applies every pending migration.
+/// Key of the advisory lock that migrations run under.
+const MIGRATION_LOCK: i64 = 0x626f_786f_6666_6963; // "boxoffic"
+
+/// Applies every pending migration. The API and the reservation-processor
+/// both do at start, so each holds an advisory lock meanwhile: instances
+/// starting together migrate one after the other, and the later ones find
+/// nothing left to do.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    let mut lock = pool.get().await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await?;
     let conn = pool.get().await?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
-    for m in applied {
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"));
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await?;
+    for m in applied? {
         tracing::info!(migration = %m, "applied migration");
     }
     Ok(())

@@ -218,15 +218,19 @@ pub mod schemas {
     pub const BOOKING_COMMAND: &str = include_str!("../../schemas/booking_command.avsc");
     pub const BOOKING_EVENT: &str = include_str!("../../schemas/booking_event.avsc");
     pub const SEAT_CHANGELOG: &str = include_str!("../../schemas/seat_changelog.avsc");
-    pub const RELEASED_BOOKING_COMMAND: &[&str] = &[include_str!(
-        "../../schemas/released/v1/booking_command.avsc"
-    )];
-    pub const RELEASED_BOOKING_EVENT: &[&str] =
-        &[include_str!("../../schemas/released/v1/booking_event.avsc")];
+    pub const RELEASED_BOOKING_COMMAND: &[&str] = &[
+        include_str!("../../schemas/released/v1/booking_command.avsc"),
+        include_str!("../../schemas/released/v2/booking_command.avsc"),
+    ];
+    pub const RELEASED_BOOKING_EVENT: &[&str] = &[
+        include_str!("../../schemas/released/v1/booking_event.avsc"),
+        include_str!("../../schemas/released/v2/booking_event.avsc"),
+    ];
     pub const RELEASED_SEAT_CHANGELOG: &[&str] = &[
         include_str!("../../schemas/released/v1/seat_changelog.avsc"),
         include_str!("../../schemas/released/v2/seat_changelog.avsc"),
         include_str!("../../schemas/released/v3/seat_changelog.avsc"),
+        include_str!("../../schemas/released/v4/seat_changelog.avsc"),
     ];
 }
 
@@ -501,6 +505,8 @@ struct WireSpec {
     hold_duration_ms: i64,
     #[serde(default = "one_part")]
     parts: i32,
+    #[serde(default)]
+    organizer_id: Option<String>,
 }
 
 fn one_part() -> i32 {
@@ -773,6 +779,7 @@ impl From<&EventSpec> for WireSpec {
             max_seats_per_buyer: i32::from(s.max_seats_per_buyer),
             hold_duration_ms: s.hold_duration_ms,
             parts: i32::from(s.parts),
+            organizer_id: s.organizer_id.map(|id| id.to_string()),
         }
     }
 }
@@ -823,6 +830,10 @@ impl TryFrom<WireSpec> for EventSpec {
             max_seats_per_buyer: int("max_seats_per_buyer", w.max_seats_per_buyer.into())?,
             hold_duration_ms: w.hold_duration_ms,
             parts: int("parts", w.parts.into())?,
+            organizer_id: w
+                .organizer_id
+                .map(|id| parse("organizer_id", &id))
+                .transpose()?,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! Signing in: buyers get an anonymous identity; organizers need the password.
+//! Tokens without accounts: guest buyers (where guests may book) and the
+//! house organizer's shared password. Accounts are in `accounts.rs`.
 
 use actix_web::http::StatusCode;
 use actix_web::web::Json;
@@ -8,24 +9,50 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::limit_client;
-use crate::auth::Role;
+use crate::auth::{Bearer, Claims, Role, house_organizer};
 use crate::error::ApiError;
 use crate::limits::{OnError, Scope};
 use crate::openapi::{BuyerToken, ErrorBody, OrganizerToken, Session};
 use crate::state::Data;
 
-/// A new buyer identity and its token.
+/// A new guest buyer identity and its token, where guests may book
+/// (`BOXOFFICE_GUEST_BUYERS`); it expires like a session.
 #[utoipa::path(post, path = "/api/auth/buyer", tag = "auth",
     responses((status = 201, body = BuyerToken),
+        (status = 403, description = "`guests_disabled`: sign up instead (`POST /api/accounts`)", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many new buyers from this network; see `Retry-After`", body = ErrorBody)))]
 pub async fn buyer(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if !state.guests {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "guests_disabled",
+            "guest buyers are turned off here: sign up (POST /api/accounts) or sign in",
+        ));
+    }
     let rate = state.limits.new_buyers;
     limit_client(&state, &req, Scope::NewBuyer, rate, OnError::Allow).await?;
     let id = Uuid::new_v4();
+    let expires_at_s = expiry(&state);
     Ok(HttpResponse::Created().json(BuyerToken {
         buyer_id: id,
-        token: state.signer.issue(Role::Buyer, id),
+        token: state.signer.issue(&Claims {
+            role: Role::Buyer,
+            id,
+            session: None,
+            expires_at_s,
+        }),
+        expires_at: instant(expires_at_s),
     }))
+}
+
+/// When a token issued now expires (Unix seconds).
+fn expiry(state: &Data) -> i64 {
+    let ttl = i64::try_from(state.accounts.session_ttl().as_secs()).unwrap_or(i64::MAX);
+    chrono::Utc::now().timestamp().saturating_add(ttl)
+}
+
+fn instant(unix_s: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(unix_s, 0).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -33,7 +60,9 @@ pub struct OrganizerSignIn {
     password: String,
 }
 
-/// An organizer token for the right password.
+/// The house organizer's token, for the shared password
+/// (`BOXOFFICE_ORGANIZER_PASSWORD`). Organizer accounts sign in at
+/// `POST /api/sessions` instead and own only their own events.
 #[utoipa::path(post, path = "/api/auth/organizer", tag = "auth", request_body = OrganizerSignIn,
     responses((status = 200, body = OrganizerToken),
         (status = 400, description = "`malformed_json`", body = ErrorBody),
@@ -65,10 +94,17 @@ pub async fn organizer(
             "wrong organizer password",
         ));
     }
-    let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, b"boxoffice-organizer");
+    let id = house_organizer();
+    let expires_at_s = expiry(&state);
     Ok(HttpResponse::Ok().json(OrganizerToken {
         organizer_id: id,
-        token: state.signer.issue(Role::Organizer, id),
+        token: state.signer.issue(&Claims {
+            role: Role::Organizer,
+            id,
+            session: None,
+            expires_at_s,
+        }),
+        expires_at: instant(expires_at_s),
     }))
 }
 
@@ -77,11 +113,14 @@ pub async fn organizer(
 #[utoipa::path(get, path = "/api/auth/session", tag = "auth",
     security(("bearer" = [])),
     responses((status = 200, body = Session),
-        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody)))]
-pub async fn session(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (role, id) = crate::auth::bearer(&req)?;
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the session cannot be checked now", body = ErrorBody)))]
+pub async fn session(bearer: Bearer) -> Result<HttpResponse, ApiError> {
+    let c = bearer.0;
     Ok(HttpResponse::Ok().json(Session {
-        role: role.name().to_owned(),
-        id,
+        role: c.role.name().to_owned(),
+        id: c.id,
+        signed_in: c.session.is_some(),
+        expires_at: instant(c.expires_at_s),
     }))
 }

@@ -54,6 +54,10 @@ pub async fn list(state: Data) -> Result<HttpResponse, ApiError> {
                 capacity: v.capacity,
                 sale_opens_at: v.sale_opens_at,
                 sale_closes_at: v.sale_closes_at,
+                organizer_id: v
+                    .spec
+                    .organizer_id
+                    .unwrap_or_else(crate::auth::house_organizer),
             }
         })
         .collect();
@@ -171,16 +175,17 @@ async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, Api
     params(("id" = Uuid, Path, description = "event id")),
     security(("bearer" = [])),
     responses((status = 200, body = EventStats),
-        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`organizers_only`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
+        (status = 403, description = "`organizers_only`; `not_your_event`: another organizer's", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn stats(
     state: Data,
-    _organizer: Organizer,
+    organizer: Organizer,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
+    organizer.check_owns(view.spec.organizer_id)?;
     let map = seat_map(&state, &view).await?;
     let bookings = interactive_query::<BookingTally>(
         &state,
@@ -250,7 +255,7 @@ fn default_hold_seconds() -> i64 {
     security(("bearer" = [])),
     responses((status = 201, description = "created", body = EventView),
         (status = 202, description = "accepted; not applied yet", body = Pending),
-        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
         (status = 400, description = "`malformed_json`", body = ErrorBody),
         (status = 403, description = "`organizers_only`", body = ErrorBody),
         (status = 409, description = "`event_exists`", body = ErrorBody),
@@ -259,7 +264,7 @@ fn default_hold_seconds() -> i64 {
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn create(
     state: Data,
-    _organizer: Organizer,
+    organizer: Organizer,
     body: Json<CreateEvent>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -273,6 +278,7 @@ pub async fn create(
         max_seats_per_buyer: body.max_seats_per_buyer,
         hold_duration_ms: body.hold_duration_seconds.saturating_mul(1000),
         parts: body.parts,
+        organizer_id: Some(organizer.0),
     };
     spec.validate()
         .map_err(|e| ApiError::unprocessable("invalid_event", e.to_string()))?;
@@ -310,19 +316,20 @@ pub struct SetSale {
     security(("bearer" = [])),
     responses((status = 200, body = EventView),
         (status = 202, description = "accepted; not applied yet", body = Pending),
-        (status = 401, description = "`unauthenticated`, `invalid_token`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
         (status = 400, description = "`malformed_json`", body = ErrorBody),
-        (status = 403, description = "`organizers_only`", body = ErrorBody),
+        (status = 403, description = "`organizers_only`; `not_your_event`: another organizer's", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn set_sale(
     state: Data,
-    _organizer: Organizer,
+    organizer: Organizer,
     id: Path<Uuid>,
     body: Json<SetSale>,
 ) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
+    organizer.check_owns(view.spec.organizer_id)?;
     respond_event(
         &state,
         EventId(*id),

@@ -2,6 +2,7 @@
 //! publishing a command and awaiting its outcome, and cached reads that fall
 //! back to the reservation-processor's interactive queries.
 
+pub mod accounts;
 pub mod auth;
 pub mod bookings;
 pub mod events;
@@ -31,6 +32,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/auth/buyer", web::post().to(auth::buyer))
         .route("/api/auth/organizer", web::post().to(auth::organizer))
         .route("/api/auth/session", web::get().to(auth::session))
+        .route("/api/accounts", web::post().to(accounts::sign_up))
+        .route("/api/sessions", web::post().to(accounts::sign_in))
+        .route(
+            "/api/sessions/current",
+            web::delete().to(accounts::sign_out),
+        )
         .route("/api/events", web::get().to(events::list))
         .route("/api/events", web::post().to(events::create))
         .route("/api/events/{id}", web::get().to(events::get))

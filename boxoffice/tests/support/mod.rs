@@ -33,6 +33,7 @@ pub const LOCAL_FRONT_DOOR: &[(&str, &str)] = &[
     ("BOXOFFICE_LIMIT_BUYER", "100000/s:100000"),
     ("BOXOFFICE_LIMIT_NEW_BUYERS", "100000/s:100000"),
     ("BOXOFFICE_LIMIT_SIGN_IN", "100000/s:100000"),
+    ("BOXOFFICE_LIMIT_ACCOUNT_SIGN_IN", "100000/s:100000"),
     ("BOXOFFICE_STREAMS_PER_CLIENT", "1000"),
 ];
 
@@ -327,6 +328,22 @@ impl Stack {
         parts: u16,
     ) -> String {
         let token = self.organizer_token(api).await;
+        self.create_event_as(api, &token, sections, rows, seats, hold_seconds, parts)
+            .await
+    }
+
+    /// [`Self::create_event_in_parts`] as the organizer holding `token`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_event_as(
+        &self,
+        api: &str,
+        token: &str,
+        sections: u8,
+        rows: u16,
+        seats: u16,
+        hold_seconds: i64,
+        parts: u16,
+    ) -> String {
         let now = chrono::Utc::now();
         let sections: Vec<Value> = (0..sections)
             .map(|i| {
@@ -354,7 +371,7 @@ impl Stack {
         let res = self
             .http
             .post(format!("{api}/api/events"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await

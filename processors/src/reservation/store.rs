@@ -38,8 +38,8 @@ pub async fn insert_event(
     .await?;
     let inserted = sql_query(
         "INSERT INTO events (id, venue_id, name, starts_at, sale_opens_at, sale_closes_at, sale_state, \
-         max_seats_per_buyer, hold_duration_ms, capacity, spec, version) \
-         VALUES ($1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+         max_seats_per_buyer, hold_duration_ms, capacity, spec, version, organizer_id) \
+         VALUES ($1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<Text, _>(&spec.name)
@@ -52,6 +52,7 @@ pub async fn insert_event(
     .bind::<Integer, _>(i32::try_from(spec.venue.capacity()).unwrap_or(i32::MAX))
     .bind::<Jsonb, _>(&spec_json)
     .bind::<BigInt, _>(version)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(spec.organizer_id)
     .execute(conn)
     .await?;
     if inserted == 0 {
