@@ -101,6 +101,10 @@ async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pa
     assert_eq!(summary["hold_expired_in_view"], true);
     assert_eq!(summary["limit_refused_and_hold_cancelled"], true);
     assert_eq!(summary["listed"], true);
+    assert_eq!(
+        summary["account_booked_and_signed_out"]["refused"], "signed_out",
+        "{summary}"
+    );
 
     // What the browser did is what the system recorded: two seats sold.
     let (_, seats) = stack.seat_map(&api, &event).await;
@@ -110,7 +114,8 @@ async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pa
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live() {
+async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live_and_another_cannot_open_it()
+ {
     let (stack, dashboard, api) = system("browser-organizer").await;
     let shots = screenshots();
     let summary = node(
@@ -142,6 +147,12 @@ async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live() 
         "{summary}"
     );
     assert_eq!(summary["sale_closed"], true);
+    assert_eq!(summary["other_event_refused"], true, "{summary}");
+    assert_eq!(
+        summary["signed_out_token_refused"], "signed_out",
+        "{summary}"
+    );
+    assert_eq!(summary["signed_in_again"], true, "{summary}");
     assert!(summary["partitions"].as_u64().unwrap() >= 4, "{summary}");
     assert_eq!(
         summary["dead_letters"], 0,
@@ -183,7 +194,7 @@ async fn server_functions_refuse_other_sites_and_token_cookies_are_secure_over_h
             .http
             .post(format!("{dashboard}/rpc/sign_in"))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body("password=organizer");
+            .body("email=&password=organizer");
         if let Some(o) = origin {
             req = req.header("Origin", o);
         }

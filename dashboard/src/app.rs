@@ -5,6 +5,7 @@ use leptos_meta::{MetaTags, Style, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::account::AccountPage;
 use crate::pages::event::EventPage;
 use crate::pages::events::EventList;
 use crate::pages::new_event::NewEventPage;
@@ -50,6 +51,7 @@ pub fn App() -> impl IntoView {
                 <A href="/">"boxoffice"</A>
                 <nav aria-label="Site">
                     <A href="/">"Events"</A>
+                    <A href="/account">"Account"</A>
                     <A href="/organizer">"Organizers"</A>
                 </nav>
             </header>
@@ -57,6 +59,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <h1>"Not found"</h1><p>"This page does not exist."</p> }>
                     <Route path=path!("/") view=EventList/>
                     <Route path=path!("/events/:id") view=EventPage/>
+                    <Route path=path!("/account") view=AccountPage/>
                     <Route path=path!("/organizer") view=OrganizerHome/>
                     <Route path=path!("/organizer/events/new") view=NewEventPage/>
                     <Route path=path!("/organizer/events/:id") view=SalePage/>

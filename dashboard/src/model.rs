@@ -293,3 +293,6 @@ mod tests {
         assert_eq!(countdown(1_000, 1_000), None);
     }
 }
+
+/// What an organizer reads on another organizer's sale view.
+pub const NOT_YOUR_EVENT: &str = "This event belongs to another organizer.";

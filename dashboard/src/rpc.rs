@@ -70,18 +70,61 @@ pub async fn cancel_booking(id: String) -> Result<BuyerAnswer, ServerFnError> {
         .map_err(ServerFnError::new)
 }
 
-/// Signs an organizer in with the organizers' password.
+/// Signs an organizer in: with their account's email and password, or,
+/// with no email, with the house organizer's shared password.
 #[server(prefix = "/rpc", endpoint = "sign_in")]
-pub async fn sign_in(password: String) -> Result<(), ServerFnError> {
-    crate::server::api::sign_in(&password)
+pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnError> {
+    crate::server::api::sign_in(&email, &password)
         .await
         .map_err(ServerFnError::new)
 }
 
+/// Opens an organizer account and signs it in.
+#[server(prefix = "/rpc", endpoint = "sign_up")]
+pub async fn sign_up(email: String, password: String) -> Result<(), ServerFnError> {
+    crate::server::api::sign_up(&email, &password)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Signs out: the API ends the session, so the token is refused
+/// everywhere, not only forgotten by this browser.
 #[server(prefix = "/rpc", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), ServerFnError> {
-    crate::server::api::sign_out();
+    crate::server::api::sign_out().await;
     Ok(())
+}
+
+/// Whether the visitor is signed in with a buyer account (not a guest).
+#[server(prefix = "/rpc", endpoint = "buyer_signed_in")]
+pub async fn buyer_signed_in() -> Result<bool, ServerFnError> {
+    Ok(crate::server::api::buyer_signed_in().await)
+}
+
+/// Signs a buyer in, or (`new`) opens their account.
+#[server(prefix = "/rpc", endpoint = "buyer_sign_in")]
+pub async fn buyer_sign_in(
+    email: String,
+    password: String,
+    new: bool,
+) -> Result<(), ServerFnError> {
+    crate::server::api::buyer_sign_in(&email, &password, new)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/rpc", endpoint = "buyer_sign_out")]
+pub async fn buyer_sign_out() -> Result<(), ServerFnError> {
+    crate::server::api::buyer_sign_out().await;
+    Ok(())
+}
+
+/// The events the signed-in organizer runs.
+#[server(prefix = "/rpc", endpoint = "my_events")]
+pub async fn my_events() -> Result<Vec<EventCard>, ServerFnError> {
+    crate::server::api::my_events()
+        .await
+        .map_err(ServerFnError::new)
 }
 
 /// Whether the visitor is a signed-in organizer.

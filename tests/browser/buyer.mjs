@@ -6,6 +6,8 @@
 // the organizer pages or call their server functions. Prints a JSON summary
 // on the last line; screenshots go to the folder given.
 // On an event whose holds last seconds, a hold runs out in front of buyer 1.
+// Buyer 4 creates an account, holds a seat as that account, signs out, and
+// the API refuses the token the browser held.
 //   node buyer.mjs <dashboard-url> <api-url> <event-id> <screenshot-dir> <short-hold-event-id>
 import { launch, open, log } from './common.mjs';
 
@@ -130,6 +132,35 @@ try {
   await list.locator(`a[href="/events/${event}"]`).waitFor({ timeout: 15000 });
   await list.screenshot({ path: `${shots}/event-list.png` });
   summary.listed = true;
+
+  // Buyer 4 books with an account of their own.
+  const fourth = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const four = await fourth.newPage();
+  await open(four, `${dashboard}/account`);
+  const email = `buyer-${Date.now()}@example.com`;
+  await four.fill('#buyer-email', email);
+  await four.fill('#buyer-password', 'a long enough passphrase');
+  await four.click('#buyer-sign-up');
+  await four.locator('#account-state').waitFor({ timeout: 15000 });
+  const accountToken = (await fourth.cookies()).find((c) => c.name === 'bx_buyer')?.value;
+  const me = await (await fetch(`${api}/api/auth/session`, { headers: { Authorization: `Bearer ${accountToken}` } })).json();
+  if (me.signed_in !== true || me.role !== 'buyer') throw new Error(`not an account's session: ${JSON.stringify(me)}`);
+  await open(four, `${dashboard}/events/${event}`);
+  await four.getByRole('button', { name: 'Seat B-1-1, free' }).click();
+  await four.click('#hold');
+  await four.getByRole('status').getByText(/^Held B-1-1/).waitFor({ timeout: 15000 });
+  await four.screenshot({ path: `${shots}/buyer-account-hold.png`, fullPage: true });
+  // The hold is the account's, as the API sees it.
+  const seatsNow = await (await fetch(`${api}/api/events/${event}/seats`)).json();
+  if (seatsNow.seats['B-1-1'] !== 'held') throw new Error(`B-1-1 is ${seatsNow.seats['B-1-1']}`);
+  await open(four, `${dashboard}/account`);
+  await four.click('#buyer-sign-out');
+  await four.locator('#buyer-sign-in').waitFor({ timeout: 15000 });
+  const after = await fetch(`${api}/api/auth/session`, { headers: { Authorization: `Bearer ${accountToken}` } });
+  const refusal = await after.json();
+  if (after.status !== 401 || refusal.code !== 'signed_out') throw new Error(`a signed-out token was not refused: ${after.status} ${JSON.stringify(refusal)}`);
+  summary.account_booked_and_signed_out = { account: me.id, refused: refusal.code };
+  log('buyer 4 signed up, held B-1-1, signed out; the token is refused');
 } finally {
   await browser.close();
 }

@@ -1,8 +1,11 @@
 // An organizer in a real browser: signs in (a wrong password first), creates
 // an event with the form, opens its sale view and watches the counts move
 // while a small load run (`boxoffice loadgen`) books seats, then opens the
-// operations view and sees queue depth and every pod. Prints a JSON summary
-// on the last line; screenshots go to the folder given.
+// operations view and sees queue depth and every pod. A second organizer
+// creates an account in the sign-in form, does not see the first one's
+// event and cannot open it, signs out, and the API refuses the token the
+// browser held. Prints a JSON summary on the last line; screenshots go to
+// the folder given.
 //   node organizer.mjs <dashboard-url> <api-url> <screenshot-dir> <boxoffice-binary>
 import { spawn } from 'node:child_process';
 import { launch, open, log } from './common.mjs';
@@ -94,6 +97,53 @@ try {
   await page.waitForTimeout(4000); // a few samples for the charts
   await page.screenshot({ path: `${shots}/organizer-operations.png`, fullPage: true });
   log('operations view:', summary.partitions, 'partitions,', summary.pods.length, 'pods');
+
+  // Another organizer: an account of their own, made in the sign-in form.
+  const other = await browser.newContext({ viewport: { width: 1366, height: 1000 } });
+  const second = await other.newPage();
+  await open(second, `${dashboard}/organizer`);
+  const email = `organizer-${Date.now()}@example.com`;
+  await second.fill('#email', email);
+  await second.fill('#password', 'short');
+  await second.click('#sign-up');
+  await second.getByRole('status').getByText(/10 to 128 characters/i).waitFor({ timeout: 10000 });
+  await second.fill('#password', 'a long enough passphrase');
+  await second.click('#sign-up');
+  await second.getByRole('heading', { name: 'Your events' }).waitFor({ timeout: 15000 });
+  await second.getByText('No events yet').waitFor({ timeout: 15000 });
+  if (await second.getByText('Browser Test Gala').count() !== 0) throw new Error("another organizer's event is listed");
+  summary.second_organizer_signed_up = email;
+  // The first organizer's sale view: refused, and no figure shown.
+  await open(second, `${dashboard}/organizer/events/${event}`);
+  await second.getByText(/belongs to another organizer/i).waitFor({ timeout: 15000 });
+  // Give the page a few refreshes: no figure is drawn.
+  await second.waitForTimeout(2500);
+  const figures = await second.locator('[data-stat] .value').allTextContents();
+  if (figures.length !== 0) {
+    throw new Error(`another organizer's sale figures were shown: ${JSON.stringify(figures)}`);
+  }
+  await second.screenshot({ path: `${shots}/organizer-not-your-event.png`, fullPage: true });
+  summary.other_event_refused = true;
+  // Signing out ends the session at the API: the token this browser held
+  // is refused from then on, not only forgotten.
+  const token = (await other.cookies()).find((c) => c.name === 'bx_organizer')?.value;
+  if (!token) throw new Error('no organizer cookie after signing up');
+  const before = await fetch(`${api}/api/auth/session`, { headers: { Authorization: `Bearer ${token}` } });
+  if (before.status !== 200) throw new Error(`the session did not count: ${before.status}`);
+  await open(second, `${dashboard}/organizer`);
+  await second.click('#sign-out');
+  await second.getByRole('heading', { name: 'Organizers only' }).waitFor({ timeout: 15000 });
+  const after = await fetch(`${api}/api/auth/session`, { headers: { Authorization: `Bearer ${token}` } });
+  const refusal = await after.json();
+  if (after.status !== 401 || refusal.code !== 'signed_out') throw new Error(`a signed-out token was not refused: ${after.status} ${JSON.stringify(refusal)}`);
+  summary.signed_out_token_refused = refusal.code;
+  // Signing in again with the account works.
+  await second.fill('#email', email.toUpperCase());
+  await second.fill('#password', 'a long enough passphrase');
+  await second.click('#sign-in');
+  await second.getByRole('heading', { name: 'Your events' }).waitFor({ timeout: 15000 });
+  summary.signed_in_again = true;
+  log('second organizer: signed up, refused the other event, signed out, token refused');
 } finally {
   await browser.close();
 }

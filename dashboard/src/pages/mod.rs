@@ -1,5 +1,6 @@
 //! One module per page (or family of organizer pages that share a guard).
 
+pub mod account;
 pub mod event;
 pub mod events;
 pub mod new_event;

@@ -7,7 +7,7 @@ use leptos_router::components::A;
 use super::events::EventCards;
 use super::sign_in::{OrganizersOnly, reload_page};
 use crate::app::{Notice, error_text};
-use crate::rpc::{list_events, sign_out};
+use crate::rpc::{my_events, sign_out};
 
 #[component]
 pub fn OrganizerHome() -> impl IntoView {
@@ -32,7 +32,7 @@ pub fn OrganizerHome() -> impl IntoView {
 
 #[component]
 fn OrganizerEvents() -> impl IntoView {
-    let events = Resource::new(|| (), |_| list_events());
+    let events = Resource::new(|| (), |_| my_events());
     view! {
         <Suspense fallback=|| view! { <p>"Loading events…"</p> }>
             {move || Suspend::new(async move {

@@ -10,7 +10,7 @@ use leptos_router::hooks::use_params_map;
 use super::sign_in::OrganizersOnly;
 use crate::app::{Notice, error_text, every};
 use crate::charts::{HISTORY, Sparkline, push_bounded};
-use crate::model::SaleStats;
+use crate::model::{NOT_YOUR_EVENT, SaleStats};
 use crate::rpc::{event_page, live_sale, set_sale};
 use crate::seatmap::{SeatMap, follow_feed};
 
@@ -45,7 +45,12 @@ fn SaleView() -> impl IntoView {
     let layout = Resource::new(id, event_page);
     let history = RwSignal::new(Vec::<SaleStats>::new());
     let problem = RwSignal::new(None::<String>);
+    // Another organizer's event: its figures are refused, so none is drawn.
+    let foreign = RwSignal::new(false);
     let refresh = move || {
+        if foreign.get_untracked() {
+            return;
+        }
         let event = id();
         leptos::task::spawn_local(async move {
             match live_sale(event).await {
@@ -53,7 +58,13 @@ fn SaleView() -> impl IntoView {
                     problem.set(None);
                     history.update(|h| push_bounded(h, s, HISTORY));
                 }
-                Err(e) => problem.set(Some(error_text(&e))),
+                Err(e) => {
+                    let text = error_text(&e);
+                    if text == NOT_YOUR_EVENT {
+                        foreign.set(true);
+                    }
+                    problem.set(Some(text));
+                }
             }
         });
     };
@@ -99,6 +110,7 @@ fn SaleView() -> impl IntoView {
             <span class="muted">"Updated every second"</span>
         </div>
         <p role="status" aria-live="polite">{move || problem.get().map(|e| view! { <Notice ok=false text=e/> })}</p>
+        <Show when=move || !foreign.get()>
         <div class="stats">
             {stat("Seats free", "free", figure(|s| s.free.to_string()))}
             {stat("Seats held", "held", figure(|s| s.held.to_string()))}
@@ -157,6 +169,7 @@ fn SaleView() -> impl IntoView {
                 }
             })}
         </Suspense>
+        </Show>
     }
 }
 

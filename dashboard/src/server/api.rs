@@ -179,13 +179,76 @@ async fn buyer_token() -> anyhow::Result<String> {
         return Ok(t);
     }
     let (status, body) = call(Method::POST, "/api/auth/buyer", None, None, None).await?;
+    if body["code"] == "guests_disabled" {
+        bail!("Sign in to book: open Account at the top of the page.");
+    }
     let token = body["token"]
         .as_str()
         .filter(|_| status.is_success())
         .context("The booking service gave no buyer identity; try again.")?
         .to_owned();
-    set_cookie(BUYER_COOKIE, &token, 7 * 24 * 3600);
+    set_cookie(BUYER_COOKIE, &token, lifetime_s(&body));
     Ok(token)
+}
+
+/// Whether the visitor's buyer cookie is an account's live sign-in.
+pub async fn buyer_signed_in() -> bool {
+    let Some(token) = cookie(BUYER_COOKIE).await else {
+        return false;
+    };
+    get_ok("/api/auth/session", Some(&token))
+        .await
+        .is_ok_and(|s| s["signed_in"] == true && s["role"] == "buyer")
+}
+
+/// Signs a buyer in (or, `new`, opens their account): bookings from then
+/// on are the account's, and its per-buyer limit holds across devices.
+pub async fn buyer_sign_in(email: &str, password: &str, new: bool) -> anyhow::Result<()> {
+    let (path, body) = if new {
+        (
+            "/api/accounts",
+            json!({ "email": email, "password": password, "role": "buyer" }),
+        )
+    } else {
+        (
+            "/api/sessions",
+            json!({ "email": email, "password": password }),
+        )
+    };
+    let (status, body) = call(Method::POST, path, None, Some(body), None).await?;
+    if !status.is_success() {
+        bail!("{}", message(&body, "Signing in failed."));
+    }
+    let token = body["token"].as_str().context("no buyer token")?;
+    if body["role"] != "buyer" {
+        let _ = call(
+            Method::DELETE,
+            "/api/sessions/current",
+            Some(token),
+            None,
+            None,
+        )
+        .await;
+        bail!("This is an organizer's account: sign in to the organizer pages with it.");
+    }
+    set_cookie(BUYER_COOKIE, token, lifetime_s(&body));
+    Ok(())
+}
+
+/// Ends the buyer's session at the API and forgets the cookie; a guest's
+/// cookie is only forgotten (its token expires by itself).
+pub async fn buyer_sign_out() {
+    if let Some(token) = cookie(BUYER_COOKIE).await {
+        let _ = call(
+            Method::DELETE,
+            "/api/sessions/current",
+            Some(&token),
+            None,
+            None,
+        )
+        .await;
+    }
+    set_cookie(BUYER_COOKIE, "", 0);
 }
 
 /// The visitor's organizer token, checked with the API.
@@ -236,6 +299,10 @@ async fn organizer_call(
     let (status, body) = call(method, path, Some(&token), body, idempotency_key).await?;
     match status.as_u16() {
         200..=299 => Ok(body),
+        403 if body["code"] == "not_your_event" => {
+            forbid();
+            bail!("{}", crate::model::NOT_YOUR_EVENT)
+        }
         401 | 403 => {
             forbid();
             bail!("Organizers only: your sign-in expired, sign in again.")
@@ -248,25 +315,92 @@ pub async fn is_organizer() -> bool {
     organizer_token().await.is_ok()
 }
 
-pub async fn sign_in(password: &str) -> anyhow::Result<()> {
+/// Signs an organizer in: an account (email and password), or the house
+/// organizer (no email, the shared password).
+pub async fn sign_in(email: &str, password: &str) -> anyhow::Result<()> {
+    let (status, body) = if email.trim().is_empty() {
+        call(
+            Method::POST,
+            "/api/auth/organizer",
+            None,
+            Some(json!({ "password": password })),
+            None,
+        )
+        .await?
+    } else {
+        call(
+            Method::POST,
+            "/api/sessions",
+            None,
+            Some(json!({ "email": email, "password": password })),
+            None,
+        )
+        .await?
+    };
+    organizer_signed_in(status, &body).await
+}
+
+/// Opens an organizer account.
+pub async fn sign_up(email: &str, password: &str) -> anyhow::Result<()> {
     let (status, body) = call(
         Method::POST,
-        "/api/auth/organizer",
+        "/api/accounts",
         None,
-        Some(json!({ "password": password })),
+        Some(json!({ "email": email, "password": password, "role": "organizer" })),
         None,
     )
     .await?;
+    organizer_signed_in(status, &body).await
+}
+
+async fn organizer_signed_in(status: StatusCode, body: &Value) -> anyhow::Result<()> {
     if !status.is_success() {
-        bail!("{}", message(&body, "Signing in failed."));
+        bail!("{}", message(body, "Signing in failed."));
     }
     let token = body["token"].as_str().context("no organizer token")?;
-    set_cookie(ORGANIZER_COOKIE, token, 12 * 3600);
+    if body["role"].as_str().is_some_and(|r| r != "organizer") {
+        // A buyer's account: end the session just opened, keep nothing.
+        let _ = call(
+            Method::DELETE,
+            "/api/sessions/current",
+            Some(token),
+            None,
+            None,
+        )
+        .await;
+        bail!("This is a buyer's account: organizer pages need an organizer account.");
+    }
+    set_cookie(ORGANIZER_COOKIE, token, lifetime_s(body));
     Ok(())
 }
 
-pub fn sign_out() {
+/// Ends the organizer's session at the API (a house-organizer token has
+/// none and only expires), then forgets the cookie.
+pub async fn sign_out() {
+    if let Some(token) = cookie(ORGANIZER_COOKIE).await {
+        let _ = call(
+            Method::DELETE,
+            "/api/sessions/current",
+            Some(&token),
+            None,
+            None,
+        )
+        .await;
+    }
     set_cookie(ORGANIZER_COOKIE, "", 0);
+}
+
+/// How long a token the API just gave lasts, from its `expires_at`: the
+/// cookie goes when the token stops counting, and the next visit gets a
+/// new one instead of a refusal.
+fn lifetime_s(body: &Value) -> u64 {
+    body["expires_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(3600, |t| {
+            u64::try_from((t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds())
+                .unwrap_or(0)
+        })
 }
 
 fn short_time(iso: &str) -> String {
@@ -275,10 +409,23 @@ fn short_time(iso: &str) -> String {
 
 pub async fn list_events() -> anyhow::Result<Vec<EventCard>> {
     let body = get_ok("/api/events", None).await?;
-    Ok(body["events"]
+    Ok(event_cards(&body, |_| true))
+}
+
+/// The events the signed-in organizer runs.
+pub async fn my_events() -> anyhow::Result<Vec<EventCard>> {
+    let token = require_organizer().await?;
+    let me = get_ok("/api/auth/session", Some(&token)).await?;
+    let body = get_ok("/api/events", None).await?;
+    Ok(event_cards(&body, |e| e["organizer_id"] == me["id"]))
+}
+
+fn event_cards(body: &Value, keep: impl Fn(&Value) -> bool) -> Vec<EventCard> {
+    body["events"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|e| keep(e))
         .map(|e| EventCard {
             id: e["id"].as_str().unwrap_or_default().to_owned(),
             name: e["name"].as_str().unwrap_or_default().to_owned(),
@@ -287,7 +434,7 @@ pub async fn list_events() -> anyhow::Result<Vec<EventCard>> {
             on_sale: e["on_sale"].as_bool().unwrap_or(false),
             capacity: e["capacity"].as_u64().unwrap_or(0),
         })
-        .collect())
+        .collect()
 }
 
 pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
