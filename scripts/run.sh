@@ -16,7 +16,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # On a new machine the install leaves the broker building in the background:
 # boxoffice's own build runs beside it, and `up` waits for it.
 scripts/stack.sh install
-say "building boxoffice (first build takes a while: RocksDB and librdkafka are C/C++)"
+say "building boxoffice (the first build takes a while: RocksDB and librdkafka are C/C++; on a new 2-core machine about 41 min beside the broker's build)"
 # The same build as scripts/test.sh (tests included), so that one never
 # rebuilds what the other built with other dependency features.
 cargo build --workspace --all-targets

@@ -95,7 +95,7 @@ start_broker_build() {
     say "the broker's build is already running (log: $BROKER_BUILD_LOG)"
     return 0
   fi
-  say "building the Kafka-protocol broker nisshi $NISSHI_VERSION in the background (once per machine, ~18 min on 2 cores; log: $BROKER_BUILD_LOG)"
+  say "building the Kafka-protocol broker nisshi $NISSHI_VERSION in the background (once per machine: ~18 min alone on 2 cores, ~44 beside boxoffice's build; log: $BROKER_BUILD_LOG)"
   mkdir -p "$TOOLS"
   # Only the SQLite storage the local stack uses: with PostgreSQL storage as
   # well, the build took about 45 minutes (17.8 without, measured 2026-12-02).
