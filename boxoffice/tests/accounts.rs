@@ -35,6 +35,16 @@ async fn sign_in(
     post(stack, &format!("{api}/api/sessions"), body, Some(from)).await
 }
 
+/// The answer was a refusal with this status and code.
+#[track_caller]
+fn refused(status: u16, body: &Value, want: u16, code: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (want, Some(code)),
+        "{body}"
+    );
+}
+
 fn token(body: &Value) -> String {
     body["token"].as_str().expect("a token").to_owned()
 }
@@ -49,28 +59,17 @@ async fn sign_out(stack: &Stack, api: &str, token: &str) -> (u16, Value) {
     call(&stack.http, Method::DELETE, &url, Some(token), None, &[]).await
 }
 
-/// The usual roles and the API instances named, with their own settings.
-async fn stack_with(name: &str, apis: &[(&str, &[(&str, &str)])]) -> Stack {
-    let mut stack = Stack::new(name);
-    stack.start("reservation-processor", "reservation-1").await;
-    stack.start("seat-processor", "seat-1").await;
-    for (instance, env) in apis {
-        stack.start_with("api", instance, env).await;
-    }
-    stack
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_is_flushed() {
-    let stack = stack_with("accounts", &[("api-1", &[]), ("api-2", &[])]).await;
+    let stack = Stack::with_apis("accounts", &[("api-1", &[]), ("api-2", &[])]).await;
     let (api1, api2) = (stack.api("api-1"), stack.api("api-2"));
 
     // What a sign-up refuses, with clear codes.
     let (s, b) = sign_up(&stack, &api1, "not-an-address", "buyer").await;
-    assert_eq!((s, b["code"].as_str()), (422, Some("invalid_email")), "{b}");
+    refused(s, &b, 422, "invalid_email");
     let body = json!({ "email": "ana@example.com", "password": "short" });
     let (s, b) = post(&stack, &format!("{api1}/api/accounts"), body, None).await;
-    assert_eq!((s, b["code"].as_str()), (422, Some("weak_password")), "{b}");
+    refused(s, &b, 422, "weak_password");
     let body = json!({ "email": "ana@example.com", "password": PASSWORD, "role": "admin" });
     let (s, b) = post(&stack, &format!("{api1}/api/accounts"), body, None).await;
     assert_eq!(s, 400, "an unknown role: {b}");
@@ -83,7 +82,7 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
     let first = token(&ana);
     // One mailbox, one account, whatever the case and whichever instance.
     let (s, b) = sign_up(&stack, &api2, "ANA@example.COM", "buyer").await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("email_taken")), "{b}");
+    refused(s, &b, 409, "email_taken");
 
     // The other instance knows the session.
     let (s, me) = whoami(&stack, &api2, &first).await;
@@ -100,11 +99,7 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
         "198.51.100.1",
     )
     .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (401, Some("wrong_credentials")),
-        "{b}"
-    );
+    refused(s, &b, 401, "wrong_credentials");
     let (s, b) = sign_in(
         &stack,
         &api2,
@@ -113,11 +108,7 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
         "198.51.100.1",
     )
     .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (401, Some("wrong_credentials")),
-        "{b}"
-    );
+    refused(s, &b, 401, "wrong_credentials");
 
     // A second session of the same account, on the other instance.
     let (s, again) = sign_in(&stack, &api2, "ANA@example.com", PASSWORD, "198.51.100.2").await;
@@ -147,11 +138,7 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
         json!({"section": "A", "quantity": 2}),
     )
     .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (409, Some("buyer_limit_exceeded")),
-        "{b}"
-    );
+    refused(s, &b, 409, "buyer_limit_exceeded");
     let booking = held["id"].as_str().unwrap().to_owned();
     let booking_url = |api: &str| format!("{api}/api/bookings/{booking}");
 
@@ -168,10 +155,10 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
             &[],
         )
         .await;
-        assert_eq!((s, b["code"].as_str()), (401, Some("signed_out")), "{b}");
+        refused(s, &b, 401, "signed_out");
     }
     let (s, b) = sign_out(&stack, &api2, &first).await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("signed_out")), "{b}");
+    refused(s, &b, 401, "signed_out");
     // The other session goes on, and sees the account's booking.
     let (s, b) = call(
         &stack.http,
@@ -201,7 +188,7 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
         .unwrap();
     for api in [&api1, &api2] {
         let (s, b) = whoami(&stack, api, &first).await;
-        assert_eq!((s, b["code"].as_str()), (401, Some("signed_out")), "{b}");
+        refused(s, &b, 401, "signed_out");
         let (s, b) = whoami(&stack, api, &second).await;
         assert_eq!(s, 200, "{b}");
     }
@@ -209,12 +196,12 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
     // A token changed by hand, or signed with another secret, is refused.
     let forged = second.replacen("buyer", "organizer", 1);
     let (s, b) = whoami(&stack, &api1, &forged).await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("invalid_token")), "{b}");
+    refused(s, &b, 401, "invalid_token");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_organizer_runs_only_their_own_events() {
-    let stack = stack_with("owners", &[("api-1", &[])]).await;
+    let stack = Stack::with_apis("owners", &[("api-1", &[])]).await;
     let api = stack.api("api-1");
     let (s, a) = sign_up(&stack, &api, "alice@venue.example", "organizer").await;
     assert_eq!(s, 201, "{a}");
@@ -240,11 +227,7 @@ async fn an_organizer_runs_only_their_own_events() {
     let sale = format!("{api}/api/events/{event}/sale");
     for other in [&bob, &house] {
         let (s, b) = call(&stack.http, Method::GET, &stats, Some(other), None, &[]).await;
-        assert_eq!(
-            (s, b["code"].as_str()),
-            (403, Some("not_your_event")),
-            "{b}"
-        );
+        refused(s, &b, 403, "not_your_event");
         let (s, b) = call(
             &stack.http,
             Method::POST,
@@ -254,11 +237,7 @@ async fn an_organizer_runs_only_their_own_events() {
             &[],
         )
         .await;
-        assert_eq!(
-            (s, b["code"].as_str()),
-            (403, Some("not_your_event")),
-            "{b}"
-        );
+        refused(s, &b, 403, "not_your_event");
     }
     let (s, b) = call(&stack.http, Method::GET, &stats, Some(&alice), None, &[]).await;
     assert_eq!(s, 200, "{b}");
@@ -289,11 +268,7 @@ async fn an_organizer_runs_only_their_own_events() {
         &[],
     )
     .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (403, Some("organizers_only")),
-        "{b}"
-    );
+    refused(s, &b, 403, "organizers_only");
 
     // The house organizer runs what it creates.
     let own = stack.create_event(&api, 1, 1, 5, 600).await;
@@ -316,16 +291,12 @@ async fn an_organizer_runs_only_their_own_events() {
         &[],
     )
     .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (403, Some("not_your_event")),
-        "{b}"
-    );
+    refused(s, &b, 403, "not_your_event");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guessing_one_account_from_many_networks_is_throttled_per_account() {
-    let stack = stack_with(
+    let stack = Stack::with_apis(
         "guessing",
         &[("api-1", &[("BOXOFFICE_LIMIT_ACCOUNT_SIGN_IN", "1/min:3")])],
     )
@@ -351,11 +322,7 @@ async fn guessing_one_account_from_many_networks_is_throttled_per_account() {
             &format!("203.0.113.{i}"),
         )
         .await;
-        assert_eq!(
-            (s, b["code"].as_str()),
-            (401, Some("wrong_credentials")),
-            "{b}"
-        );
+        refused(s, &b, 401, "wrong_credentials");
     }
     // The account is out of attempts, whatever the address and however the
     // address is written; even the right password waits.
@@ -367,7 +334,7 @@ async fn guessing_one_account_from_many_networks_is_throttled_per_account() {
         "203.0.113.99",
     )
     .await;
-    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")), "{b}");
+    refused(s, &b, 429, "rate_limited");
     assert!(b["message"].as_str().unwrap().contains("account"), "{b}");
     // Another account, from the same address, is not held up.
     let (s, b) = sign_in(
@@ -392,12 +359,12 @@ async fn guessing_one_account_from_many_networks_is_throttled_per_account() {
         assert_eq!(s, 401);
     }
     let (s, b) = sign_in(&stack, &api, "ghost@example.com", PASSWORD, "203.0.113.20").await;
-    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")), "{b}");
+    refused(s, &b, 429, "rate_limited");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_guests_accounts_minted_in_a_loop_get_one_client_no_further_and_tokens_expire() {
-    let stack = stack_with(
+    let stack = Stack::with_apis(
         "no-guests",
         &[
             (
@@ -443,11 +410,7 @@ async fn without_guests_accounts_minted_in_a_loop_get_one_client_no_further_and_
             if s == 200 || s == 201 {
                 held += b["seats"].as_array().unwrap().len();
             } else {
-                assert_eq!(
-                    (s, b["code"].as_str()),
-                    (409, Some("buyer_limit_exceeded")),
-                    "{b}"
-                );
+                refused(s, &b, 409, "buyer_limit_exceeded");
             }
         }
     }
@@ -456,18 +419,10 @@ async fn without_guests_accounts_minted_in_a_loop_get_one_client_no_further_and_
     // No guest tokens here, and none minted elsewhere count here. (After
     // the loop: both instances share the network's bucket, at their rates.)
     let (s, b) = post(&stack, &format!("{api1}/api/auth/buyer"), json!({}), None).await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (403, Some("guests_disabled")),
-        "{b}"
-    );
+    refused(s, &b, 403, "guests_disabled");
     let (_, guest) = stack.buyer_token(&api2).await;
     let (s, b) = whoami(&stack, &api1, &guest).await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (401, Some("guests_disabled")),
-        "{b}"
-    );
+    refused(s, &b, 401, "guests_disabled");
 
     // A token lasts the session's time and no longer, on every instance.
     let (s, short) = sign_up(&stack, &api2, "brief@example.com", "buyer").await;
@@ -477,7 +432,7 @@ async fn without_guests_accounts_minted_in_a_loop_get_one_client_no_further_and_
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     for api in [&api1, &api2] {
         let (s, b) = whoami(&stack, api, &brief).await;
-        assert_eq!((s, b["code"].as_str()), (401, Some("token_expired")), "{b}");
+        refused(s, &b, 401, "token_expired");
     }
     let (s, b) = whoami(&stack, &api2, &guest).await;
     assert_eq!(

@@ -70,21 +70,9 @@ fn assert_limited(what: &str, (status, retry_after, body): &(u16, Option<u64>, V
     );
 }
 
-/// The usual roles, plus API instances named in `apis` with their own
-/// settings over the test defaults.
-async fn stack_with(name: &str, apis: &[(&str, &[(&str, &str)])]) -> Stack {
-    let mut stack = Stack::new(name);
-    stack.start("reservation-processor", "reservation-1").await;
-    stack.start("seat-processor", "seat-1").await;
-    for (instance, env) in apis {
-        stack.start_with("api", instance, env).await;
-    }
-    stack
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn identities_minted_in_a_loop_are_limited_per_network_over_every_instance() {
-    let stack = stack_with(
+    let stack = Stack::with_apis(
         "mint",
         &[
             ("api-1", &[("BOXOFFICE_LIMIT_NEW_BUYERS", "1/min:5")]),
@@ -169,7 +157,7 @@ async fn identities_minted_in_a_loop_are_limited_per_network_over_every_instance
 
 #[tokio::test(flavor = "multi_thread")]
 async fn booking_calls_are_limited_per_buyer_per_network_and_per_event() {
-    let stack = stack_with(
+    let stack = Stack::with_apis(
         "calls",
         &[
             ("api-buyer", &[("BOXOFFICE_LIMIT_BUYER", "6/min:3")]),
@@ -273,7 +261,7 @@ async fn booking_calls_are_limited_per_buyer_per_network_and_per_event() {
 async fn sign_in_is_throttled_and_refused_while_redis_cannot_count_attempts() {
     let mut redis = support::proxy::Proxy::start("127.0.0.1:6379").await;
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
-    let stack = stack_with(
+    let stack = Stack::with_apis(
         "signin",
         &[(
             "api-1",
@@ -326,7 +314,7 @@ async fn sign_in_is_throttled_and_refused_while_redis_cannot_count_attempts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_are_413_and_live_streams_are_bounded_per_network() {
-    let stack = stack_with(
+    let stack = Stack::with_apis(
         "bounds",
         &[("api-1", &[("BOXOFFICE_STREAMS_PER_CLIENT", "2")])],
     )
@@ -411,7 +399,7 @@ async fn oversized_bodies_are_413_and_live_streams_are_bounded_per_network() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_buyer_is_served_while_thousands_of_idle_and_slow_connections_are_open() {
-    let stack = stack_with("slowloris", &[("api-1", &[])]).await;
+    let stack = Stack::with_apis("slowloris", &[("api-1", &[])]).await;
     let api = stack.api("api-1");
     let port = api.rsplit(':').next().unwrap().to_owned();
     let event = stack.create_event(&api, 1, 5, 10, 600).await;
@@ -491,7 +479,7 @@ async fn a_buyer_is_served_while_thousands_of_idle_and_slow_connections_are_open
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_local_stack_built_in_secrets_are_refused_and_none_is_logged() {
-    let mut stack = stack_with("secrets", &[]).await;
+    let mut stack = Stack::with_apis("secrets", &[]).await;
     let production = |secret: &str, password: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
             .arg("api")

@@ -255,6 +255,9 @@ pub fn countdown(deadline_ms: i64, now_ms: i64) -> Option<String> {
     (deadline_ms > now_ms).then(|| format!("{:02}:{:02}", left / 60, left % 60))
 }
 
+/// What an organizer reads on another organizer's sale view.
+pub const NOT_YOUR_EVENT: &str = "This event belongs to another organizer.";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +296,3 @@ mod tests {
         assert_eq!(countdown(1_000, 1_000), None);
     }
 }
-
-/// What an organizer reads on another organizer's sale view.
-pub const NOT_YOUR_EVENT: &str = "This event belongs to another organizer.";

@@ -199,6 +199,18 @@ impl Stack {
         }
     }
 
+    /// One seat-processor and one reservation-processor, then the API
+    /// instances named in `apis`, each with its settings over the defaults.
+    pub async fn with_apis(name: &str, apis: &[(&str, &[(&str, &str)])]) -> Self {
+        let mut stack = Self::new(name);
+        stack.start("reservation-processor", "reservation-1").await;
+        stack.start("seat-processor", "seat-1").await;
+        for (instance, env) in apis {
+            stack.start_with("api", instance, env).await;
+        }
+        stack
+    }
+
     /// The usual system: one of each role.
     pub async fn start_all(&mut self) -> String {
         self.start("reservation-processor", "reservation-1").await;

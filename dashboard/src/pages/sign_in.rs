@@ -31,8 +31,6 @@ pub fn reload_page() {
 
 #[component]
 fn SignIn() -> impl IntoView {
-    let email = RwSignal::new(String::new());
-    let password = RwSignal::new(String::new());
     let submit = Action::new(move |(new, e, p): &(bool, String, String)| {
         let (new, e, p) = (*new, e.clone(), p.clone());
         async move {
@@ -43,36 +41,53 @@ fn SignIn() -> impl IntoView {
             }
         }
     });
-    Effect::new(move |_| {
-        if let Some(Ok(())) = submit.value().get() {
-            reload_page();
-        }
-    });
-    let send =
-        move |new: bool| submit.dispatch((new, email.get_untracked(), password.get_untracked()));
     view! {
         <Title text="boxoffice: organizers only"/>
         <h1>"Organizers only"</h1>
         <p>"These pages are for event organizers. Sign in with your organizer account, or create one: \
             you run the events you create, and only those. Without an email address, the house \
             organizers' shared password signs you in."</p>
+        <CredentialsForm ids="" sign_up_label="Create an organizer account" submit/>
+    }
+}
+
+/// Email and password, with a button that signs in and one that opens an
+/// account: `submit` gets (open an account?, email, password), and the page
+/// reloads once it succeeds. Element ids start with `ids`.
+#[component]
+pub fn CredentialsForm(
+    ids: &'static str,
+    sign_up_label: &'static str,
+    submit: Action<(bool, String, String), Result<(), ServerFnError>>,
+) -> impl IntoView {
+    let email = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let Some(Ok(())) = submit.value().get() {
+            reload_page();
+        }
+    });
+    let send = move |new: bool| {
+        submit.dispatch((new, email.get_untracked(), password.get_untracked()));
+    };
+    view! {
         <form class="form toolbar" on:submit=move |ev| {
             ev.prevent_default();
             send(false);
         }>
             <label>
                 "Email"
-                <input id="email" type="email" autocomplete="username"
+                <input id=format!("{ids}email") type="email" autocomplete="username"
                     on:input=move |ev| email.set(event_target_value(&ev))/>
             </label>
             <label>
                 "Password"
-                <input id="password" type="password" autocomplete="current-password"
+                <input id=format!("{ids}password") type="password" autocomplete="current-password"
                     on:input=move |ev| password.set(event_target_value(&ev))/>
             </label>
-            <button id="sign-in" class="primary" type="submit" disabled=move || submit.pending().get()>"Sign in"</button>
-            <button id="sign-up" class="secondary" type="button" disabled=move || submit.pending().get()
-                on:click=move |_| { send(true); }>"Create an organizer account"</button>
+            <button id=format!("{ids}sign-in") class="primary" type="submit" disabled=move || submit.pending().get()>"Sign in"</button>
+            <button id=format!("{ids}sign-up") class="secondary" type="button" disabled=move || submit.pending().get()
+                on:click=move |_| send(true)>{sign_up_label}</button>
         </form>
         <p role="status" aria-live="polite">
             {move || match submit.value().get() {

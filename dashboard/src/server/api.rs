@@ -204,51 +204,86 @@ pub async fn buyer_signed_in() -> bool {
 /// Signs a buyer in (or, `new`, opens their account): bookings from then
 /// on are the account's, and its per-buyer limit holds across devices.
 pub async fn buyer_sign_in(email: &str, password: &str, new: bool) -> anyhow::Result<()> {
-    let (path, body) = if new {
-        (
-            "/api/accounts",
-            json!({ "email": email, "password": password, "role": "buyer" }),
+    account_sign_in(email, password, new.then_some("buyer"))
+        .await?
+        .keep(
+            BUYER_COOKIE,
+            "buyer",
+            "This is an organizer's account: sign in to the organizer pages with it.",
         )
-    } else {
-        (
-            "/api/sessions",
-            json!({ "email": email, "password": password }),
-        )
-    };
-    let (status, body) = call(Method::POST, path, None, Some(body), None).await?;
-    if !status.is_success() {
-        bail!("{}", message(&body, "Signing in failed."));
-    }
-    let token = body["token"].as_str().context("no buyer token")?;
-    if body["role"] != "buyer" {
-        let _ = call(
-            Method::DELETE,
-            "/api/sessions/current",
-            Some(token),
-            None,
-            None,
-        )
-        .await;
-        bail!("This is an organizer's account: sign in to the organizer pages with it.");
-    }
-    set_cookie(BUYER_COOKIE, token, lifetime_s(&body));
-    Ok(())
+        .await
 }
 
 /// Ends the buyer's session at the API and forgets the cookie; a guest's
 /// cookie is only forgotten (its token expires by itself).
 pub async fn buyer_sign_out() {
-    if let Some(token) = cookie(BUYER_COOKIE).await {
-        let _ = call(
-            Method::DELETE,
-            "/api/sessions/current",
-            Some(&token),
-            None,
-            None,
-        )
-        .await;
+    end_session(BUYER_COOKIE).await;
+}
+
+/// A sign-in or sign-up the API answered.
+struct SignedIn {
+    status: StatusCode,
+    body: Value,
+}
+
+/// Signs an account in, or opens one with `role` (`Some`) first.
+async fn account_sign_in(
+    email: &str,
+    password: &str,
+    new: Option<&str>,
+) -> anyhow::Result<SignedIn> {
+    let (path, body) = match new {
+        Some(role) => (
+            "/api/accounts",
+            json!({ "email": email, "password": password, "role": role }),
+        ),
+        None => (
+            "/api/sessions",
+            json!({ "email": email, "password": password }),
+        ),
+    };
+    let (status, body) = call(Method::POST, path, None, Some(body), None).await?;
+    Ok(SignedIn { status, body })
+}
+
+impl SignedIn {
+    /// Keeps the token in `cookie` if the API signed in an account of
+    /// `role` (the house organizer's answer names none); an account of the
+    /// other role has its new session ended at once, and `wrong_role` is
+    /// the answer.
+    async fn keep(self, cookie: &str, role: &str, wrong_role: &str) -> anyhow::Result<()> {
+        if !self.status.is_success() {
+            bail!("{}", message(&self.body, "Signing in failed."));
+        }
+        let token = self.body["token"].as_str().context("no token")?;
+        if self.body["role"].as_str().is_some_and(|r| r != role) {
+            revoke(token).await;
+            bail!("{wrong_role}");
+        }
+        set_cookie(cookie, token, lifetime_s(&self.body));
+        Ok(())
     }
-    set_cookie(BUYER_COOKIE, "", 0);
+}
+
+/// Ends the session of `token` at the API (a guest's or house organizer's
+/// token has none: the API says so, and it only expires).
+async fn revoke(token: &str) {
+    let _ = call(
+        Method::DELETE,
+        "/api/sessions/current",
+        Some(token),
+        None,
+        None,
+    )
+    .await;
+}
+
+/// Ends the session in `cookie`, then forgets the cookie.
+async fn end_session(name: &str) {
+    if let Some(token) = cookie(name).await {
+        revoke(&token).await;
+    }
+    set_cookie(name, "", 0);
 }
 
 /// The visitor's organizer token, checked with the API.
@@ -318,76 +353,36 @@ pub async fn is_organizer() -> bool {
 /// Signs an organizer in: an account (email and password), or the house
 /// organizer (no email, the shared password).
 pub async fn sign_in(email: &str, password: &str) -> anyhow::Result<()> {
-    let (status, body) = if email.trim().is_empty() {
-        call(
-            Method::POST,
-            "/api/auth/organizer",
-            None,
-            Some(json!({ "password": password })),
-            None,
-        )
-        .await?
+    let answer = if email.trim().is_empty() {
+        let body = json!({ "password": password });
+        let (status, body) =
+            call(Method::POST, "/api/auth/organizer", None, Some(body), None).await?;
+        SignedIn { status, body }
     } else {
-        call(
-            Method::POST,
-            "/api/sessions",
-            None,
-            Some(json!({ "email": email, "password": password })),
-            None,
-        )
-        .await?
+        account_sign_in(email, password, None).await?
     };
-    organizer_signed_in(status, &body).await
+    answer.keep_organizer().await
 }
 
 /// Opens an organizer account.
 pub async fn sign_up(email: &str, password: &str) -> anyhow::Result<()> {
-    let (status, body) = call(
-        Method::POST,
-        "/api/accounts",
-        None,
-        Some(json!({ "email": email, "password": password, "role": "organizer" })),
-        None,
-    )
-    .await?;
-    organizer_signed_in(status, &body).await
+    account_sign_in(email, password, Some("organizer"))
+        .await?
+        .keep_organizer()
+        .await
 }
 
-async fn organizer_signed_in(status: StatusCode, body: &Value) -> anyhow::Result<()> {
-    if !status.is_success() {
-        bail!("{}", message(body, "Signing in failed."));
+impl SignedIn {
+    async fn keep_organizer(self) -> anyhow::Result<()> {
+        let wrong = "This is a buyer's account: organizer pages need an organizer account.";
+        self.keep(ORGANIZER_COOKIE, "organizer", wrong).await
     }
-    let token = body["token"].as_str().context("no organizer token")?;
-    if body["role"].as_str().is_some_and(|r| r != "organizer") {
-        // A buyer's account: end the session just opened, keep nothing.
-        let _ = call(
-            Method::DELETE,
-            "/api/sessions/current",
-            Some(token),
-            None,
-            None,
-        )
-        .await;
-        bail!("This is a buyer's account: organizer pages need an organizer account.");
-    }
-    set_cookie(ORGANIZER_COOKIE, token, lifetime_s(body));
-    Ok(())
 }
 
 /// Ends the organizer's session at the API (a house-organizer token has
 /// none and only expires), then forgets the cookie.
 pub async fn sign_out() {
-    if let Some(token) = cookie(ORGANIZER_COOKIE).await {
-        let _ = call(
-            Method::DELETE,
-            "/api/sessions/current",
-            Some(&token),
-            None,
-            None,
-        )
-        .await;
-    }
-    set_cookie(ORGANIZER_COOKIE, "", 0);
+    end_session(ORGANIZER_COOKIE).await;
 }
 
 /// How long a token the API just gave lasts, from its `expires_at`: the
