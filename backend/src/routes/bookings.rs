@@ -74,7 +74,7 @@ async fn part_of_booking(state: &AppState, view: &BookingView) -> Result<EventPa
     })
 }
 
-fn selection(body: BookingRequest, event: &EventView) -> Result<Selection, ApiError> {
+pub fn selection(body: BookingRequest, event: &EventView) -> Result<Selection, ApiError> {
     let max = event.max_seats_per_buyer;
     match (body.seats, body.section, body.quantity) {
         (Some(seats), None, None) => {

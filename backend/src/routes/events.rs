@@ -237,6 +237,28 @@ pub struct CreateEvent {
     parts: u16,
 }
 
+impl CreateEvent {
+    /// The event this body describes, created by `organizer`, once it
+    /// passes every check (`422 invalid_event` otherwise).
+    pub fn into_spec(self, organizer: Uuid) -> Result<EventSpec, ApiError> {
+        let spec = EventSpec {
+            name: self.name,
+            starts_at_ms: self.starts_at.timestamp_millis(),
+            sale_opens_at_ms: self.sale_opens_at.timestamp_millis(),
+            sale_closes_at_ms: self.sale_closes_at.timestamp_millis(),
+            venue: self.venue,
+            price_categories: self.price_categories,
+            max_seats_per_buyer: self.max_seats_per_buyer,
+            hold_duration_ms: self.hold_duration_seconds.saturating_mul(1000),
+            parts: self.parts,
+            organizer_id: Some(organizer),
+        };
+        spec.validate()
+            .map_err(|e| ApiError::unprocessable("invalid_event", e.to_string()))?;
+        Ok(spec)
+    }
+}
+
 fn default_parts() -> u16 {
     1
 }
@@ -267,21 +289,7 @@ pub async fn create(
     organizer: Organizer,
     body: Json<CreateEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let spec = EventSpec {
-        name: body.name,
-        starts_at_ms: body.starts_at.timestamp_millis(),
-        sale_opens_at_ms: body.sale_opens_at.timestamp_millis(),
-        sale_closes_at_ms: body.sale_closes_at.timestamp_millis(),
-        venue: body.venue,
-        price_categories: body.price_categories,
-        max_seats_per_buyer: body.max_seats_per_buyer,
-        hold_duration_ms: body.hold_duration_seconds.saturating_mul(1000),
-        parts: body.parts,
-        organizer_id: Some(organizer.0),
-    };
-    spec.validate()
-        .map_err(|e| ApiError::unprocessable("invalid_event", e.to_string()))?;
+    let spec = body.into_inner().into_spec(organizer.0)?;
     let partitions = command_partitions(&state).await?;
     if i32::from(spec.parts) > partitions {
         return Err(ApiError::unprocessable(

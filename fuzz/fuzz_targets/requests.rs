@@ -1,0 +1,4 @@
+#![no_main]
+//! `boxoffice_fuzzing::requests` under libFuzzer (scripts/fuzz.sh).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| boxoffice_fuzzing::requests(data));
