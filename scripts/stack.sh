@@ -28,7 +28,22 @@ die() { printf '\033[31m[stack] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the process a pid file names still runs. A PID the kernel has
+# given to a newer process since the file was written (after a reboot, or
+# once PIDs wrap) is not ours: that process started after the file.
+pid_alive() {
+  [[ -f "$1" ]] || return 1
+  local pid ticks btime started
+  pid="$(cat "$1")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # Field 22 of /proc/PID/stat, counted after the command name (which may
+  # hold spaces): when the process started, in clock ticks after boot.
+  ticks="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $20}')"
+  [[ -n "$ticks" ]] || return 1
+  btime="$(awk '/^btime/ {print $2}' /proc/stat)"
+  started=$(( btime + ticks / $(getconf CLK_TCK) ))
+  (( started <= $(stat -c %Y "$1") + 2 ))
+}
 
 # Waits until `check` succeeds, printing progress; fails after $2 seconds.
 wait_for() {
