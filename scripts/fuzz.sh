@@ -34,7 +34,7 @@ cargo run -q -p boxoffice-fuzzing --bin fuzz-seeds -- "$CORPUS"
 say "building the targets (the first build compiles every dependency again, librdkafka's C included)"
 (cd fuzz && cargo fuzz build -s none -O --target-dir "$FUZZ_TARGET_DIR")
 
-commit="$(git rev-parse --short HEAD)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 report="bench/results/$(date -u +%F)-fuzz.md"
 rows=()
 for t in "${TARGETS[@]}"; do
