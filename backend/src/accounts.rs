@@ -169,8 +169,14 @@ impl Accounts {
         })
     }
 
-    pub fn session_ttl(&self) -> Duration {
-        self.session_ttl
+    /// When a token issued now stops counting, in whole seconds (as the
+    /// token carries it): sessions, guests' and the house organizer's.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        let ttl = chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::MAX);
+        let at = Utc::now()
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Runs `f` on a blocking thread once a hasher is free.
@@ -250,28 +256,17 @@ impl Accounts {
             Some(row) if matches => Ok(Account {
                 id: row.id,
                 email: row.email,
-                role: if row.role == "organizer" {
-                    Role::Organizer
-                } else {
-                    Role::Buyer
-                },
+                // The table's CHECK allows only the two roles.
+                role: Role::parse(&row.role).unwrap_or(Role::Buyer),
             }),
-            _ => Err(ApiError::new(
-                actix_web::http::StatusCode::UNAUTHORIZED,
-                "wrong_credentials",
-                "the email address or the password is wrong",
-            )),
+            _ => Err(wrong_credentials()),
         }
     }
 
     /// Opens a session for `account`, lasting the configured time.
     pub async fn open_session(&self, account: &Account) -> Result<Opened, ApiError> {
         let id = Uuid::now_v7();
-        let ttl =
-            chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::hours(12));
-        // Whole seconds, as the token carries them.
-        let expires_at = DateTime::from_timestamp((Utc::now() + ttl).timestamp(), 0)
-            .expect("a time within range");
+        let expires_at = self.expires_at();
         let mut conn = self.conn().await?;
         sql_query("INSERT INTO sessions (id, account_id, expires_at) VALUES ($1, $2, $3)")
             .bind::<diesel::sql_types::Uuid, _>(id)
@@ -372,6 +367,16 @@ impl Accounts {
             .await
             .map_err(|e| ApiError::unavailable("the account database is unavailable", e))
     }
+}
+
+/// The answer to a failed sign-in, whatever failed: the address, the
+/// password, or a password too long to be anyone's.
+pub fn wrong_credentials() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::UNAUTHORIZED,
+        "wrong_credentials",
+        "the email address or the password is wrong",
+    )
 }
 
 /// Seconds left until `expires_at_s`, none if past.

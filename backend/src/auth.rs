@@ -25,9 +25,15 @@ pub struct Signer {
     secret: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who a token or an account is; a new account is a buyer's unless it
+/// asks otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Books seats.
+    #[default]
     Buyer,
+    /// Creates events and runs their sales.
     Organizer,
 }
 

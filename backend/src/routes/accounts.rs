@@ -8,23 +8,12 @@ use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::client_of;
-use crate::accounts::{Account, check_password, normalize_email};
+use crate::accounts::{Account, MAX_PASSWORD, check_password, normalize_email, wrong_credentials};
 use crate::auth::{Bearer, Claims, Role};
 use crate::error::ApiError;
 use crate::limits::{Check, OnError, Scope};
 use crate::openapi::{ErrorBody, SignedIn};
 use crate::state::Data;
-
-/// Which kind of account to open.
-#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AccountKind {
-    /// Books seats.
-    #[default]
-    Buyer,
-    /// Creates events and runs their sales.
-    Organizer,
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +24,7 @@ pub struct SignUp {
     #[schema(example = "correct horse battery")]
     password: String,
     #[serde(default)]
-    role: AccountKind,
+    role: Role,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -69,11 +58,10 @@ pub async fn sign_up(
     // An account is a new buyer identity: the same bucket as guests'.
     let rate = state.limits.new_buyers;
     super::limit_client(&state, &req, Scope::NewBuyer, rate, OnError::Allow).await?;
-    let role = match body.role {
-        AccountKind::Buyer => Role::Buyer,
-        AccountKind::Organizer => Role::Organizer,
-    };
-    let account = state.accounts.sign_up(email, body.password, role).await?;
+    let account = state
+        .accounts
+        .sign_up(email, body.password, body.role)
+        .await?;
     signed_in(&state, &account, StatusCode::CREATED).await
 }
 
@@ -113,12 +101,8 @@ pub async fn sign_in(
     l.limiter
         .take(&state.redis, &checks, OnError::Refuse)
         .await?;
-    if body.password.chars().count() > crate::accounts::MAX_PASSWORD {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong_credentials",
-            "the email address or the password is wrong",
-        ));
+    if body.password.chars().count() > MAX_PASSWORD {
+        return Err(wrong_credentials());
     }
     let account = state.accounts.sign_in(&email, body.password).await?;
     signed_in(&state, &account, StatusCode::OK).await

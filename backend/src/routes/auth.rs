@@ -32,23 +32,17 @@ pub async fn buyer(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiErr
     let rate = state.limits.new_buyers;
     limit_client(&state, &req, Scope::NewBuyer, rate, OnError::Allow).await?;
     let id = Uuid::new_v4();
-    let expires_at_s = expiry(&state);
+    let expires_at = state.accounts.expires_at();
     Ok(HttpResponse::Created().json(BuyerToken {
         buyer_id: id,
         token: state.signer.issue(&Claims {
             role: Role::Buyer,
             id,
             session: None,
-            expires_at_s,
+            expires_at_s: expires_at.timestamp(),
         }),
-        expires_at: instant(expires_at_s),
+        expires_at,
     }))
-}
-
-/// When a token issued now expires (Unix seconds).
-fn expiry(state: &Data) -> i64 {
-    let ttl = i64::try_from(state.accounts.session_ttl().as_secs()).unwrap_or(i64::MAX);
-    chrono::Utc::now().timestamp().saturating_add(ttl)
 }
 
 fn instant(unix_s: i64) -> chrono::DateTime<chrono::Utc> {
@@ -95,16 +89,16 @@ pub async fn organizer(
         ));
     }
     let id = house_organizer();
-    let expires_at_s = expiry(&state);
+    let expires_at = state.accounts.expires_at();
     Ok(HttpResponse::Ok().json(OrganizerToken {
         organizer_id: id,
         token: state.signer.issue(&Claims {
             role: Role::Organizer,
             id,
             session: None,
-            expires_at_s,
+            expires_at_s: expires_at.timestamp(),
         }),
-        expires_at: instant(expires_at_s),
+        expires_at,
     }))
 }
 

@@ -286,8 +286,9 @@ async fn end_session(name: &str) {
     set_cookie(name, "", 0);
 }
 
-/// The visitor's organizer token, checked with the API.
-async fn organizer_token() -> anyhow::Result<String> {
+/// The visitor's organizer token and whose it is (`GET /api/auth/session`),
+/// checked with the API.
+async fn organizer_session() -> anyhow::Result<(String, Value)> {
     let token = cookie(ORGANIZER_COOKIE)
         .await
         .context("Organizers only: sign in first.")?;
@@ -297,7 +298,7 @@ async fn organizer_token() -> anyhow::Result<String> {
     if body["role"] != "organizer" {
         bail!("Organizers only: sign in first.");
     }
-    Ok(token)
+    Ok((token, body))
 }
 
 /// Answers the current server function with 403.
@@ -310,11 +311,16 @@ fn forbid() {
 /// The organizer token for a protected server function that does not call
 /// the API; anyone else gets 403 and the reason.
 pub(crate) async fn require_organizer() -> anyhow::Result<String> {
-    let token = organizer_token().await;
-    if token.is_err() {
+    Ok(require_organizer_session().await?.0)
+}
+
+/// [`require_organizer`], with whose the token is.
+async fn require_organizer_session() -> anyhow::Result<(String, Value)> {
+    let session = organizer_session().await;
+    if session.is_err() {
         forbid();
     }
-    token
+    session
 }
 
 /// An organizer-only API call with the visitor's organizer token. The API
@@ -347,7 +353,7 @@ async fn organizer_call(
 }
 
 pub async fn is_organizer() -> bool {
-    organizer_token().await.is_ok()
+    organizer_session().await.is_ok()
 }
 
 /// Signs an organizer in: an account (email and password), or the house
@@ -409,8 +415,7 @@ pub async fn list_events() -> anyhow::Result<Vec<EventCard>> {
 
 /// The events the signed-in organizer runs.
 pub async fn my_events() -> anyhow::Result<Vec<EventCard>> {
-    let token = require_organizer().await?;
-    let me = get_ok("/api/auth/session", Some(&token)).await?;
+    let (_, me) = require_organizer_session().await?;
     let body = get_ok("/api/events", None).await?;
     Ok(event_cards(&body, |e| e["organizer_id"] == me["id"]))
 }
