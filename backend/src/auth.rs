@@ -86,29 +86,39 @@ impl Signer {
         Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length")
     }
 
-    pub fn issue(&self, claims: &Claims) -> String {
-        let session = claims
-            .session
-            .map_or_else(|| "-".to_owned(), |s| s.to_string());
-        let payload = format!(
-            "{VERSION}.{}.{}.{session}.{}",
-            claims.role.name(),
-            claims.id,
-            claims.expires_at_s
-        );
+    /// `payload` and its signature, as one token.
+    pub fn sign(&self, payload: &str) -> String {
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         format!("{payload}.{}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    /// What a token says, if this secret signed it. Expiry is not checked
-    /// here: see [`authenticate`].
-    pub fn verify(&self, token: &str) -> Option<Claims> {
+    /// The payload of a token this secret signed.
+    pub fn open<'t>(&self, token: &'t str) -> Option<&'t str> {
         let (payload, signature) = token.rsplit_once('.')?;
         let sig = hex::decode(signature).ok()?;
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         mac.verify_slice(&sig).ok()?;
+        Some(payload)
+    }
+
+    pub fn issue(&self, claims: &Claims) -> String {
+        let session = claims
+            .session
+            .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        self.sign(&format!(
+            "{VERSION}.{}.{}.{session}.{}",
+            claims.role.name(),
+            claims.id,
+            claims.expires_at_s
+        ))
+    }
+
+    /// What a token says, if this secret signed it. Expiry is not checked
+    /// here: see [`authenticate`].
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let payload = self.open(token)?;
         let mut parts = payload.split('.');
         let (Some(VERSION), Some(role), Some(id), Some(session), Some(exp), None) = (
             parts.next(),
@@ -205,8 +215,9 @@ impl FromRequest for Bearer {
     }
 }
 
-/// The buyer making the request.
-pub struct Buyer(pub BuyerId);
+/// The buyer making the request, and their sign-in session (none for a
+/// guest).
+pub struct Buyer(pub BuyerId, pub Option<Uuid>);
 
 impl FromRequest for Buyer {
     type Error = ApiError;
@@ -216,7 +227,7 @@ impl FromRequest for Buyer {
         Box::pin(async move {
             let claims = authenticate(&app_state(&req), &req).await?;
             match claims.role {
-                Role::Buyer => Ok(Buyer(BuyerId(claims.id))),
+                Role::Buyer => Ok(Buyer(BuyerId(claims.id), claims.session)),
                 Role::Organizer => Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "buyers_only",

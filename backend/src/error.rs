@@ -32,6 +32,15 @@ pub enum ApiError {
         message: String,
         retry_after_s: u64,
     },
+    /// Refused for now, to be asked again after `Retry-After` (a
+    /// waiting-room turn not reached yet, docs/waiting-room.md).
+    #[error("{message}")]
+    Later {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        retry_after_s: u64,
+    },
 }
 
 impl ApiError {
@@ -88,6 +97,7 @@ impl ResponseError for ApiError {
             Self::Client { status, .. } => *status,
             Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Later { status, .. } => *status,
         }
     }
 
@@ -120,6 +130,17 @@ impl ResponseError for ApiError {
                 message,
                 retry_after_s,
             } => HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", retry_after_s.to_string()))
+                .json(ErrorBody {
+                    code: (*code).to_owned(),
+                    message: message.clone(),
+                }),
+            Self::Later {
+                status,
+                code,
+                message,
+                retry_after_s,
+            } => HttpResponse::build(*status)
                 .insert_header(("Retry-After", retry_after_s.to_string()))
                 .json(ErrorBody {
                     code: (*code).to_owned(),

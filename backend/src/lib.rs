@@ -16,6 +16,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod waiters;
+pub mod waiting_room;
 
 pub use config::ApiConfig;
 pub use startup::run;

@@ -62,8 +62,53 @@ pub struct EventStats {
     /// Currency of the event's prices (ISO 4217).
     pub currency: String,
     pub bookings: boxoffice_platform::views::BookingTally,
+    /// The waiting room, when the sale has one.
+    pub waiting_room: Option<WaitingRoomFigures>,
     /// When these figures were read, milliseconds since the epoch.
     pub at_ms: i64,
+}
+
+/// An event's waiting room as its organizer watches it.
+#[derive(Serialize, ToSchema)]
+pub struct WaitingRoomFigures {
+    pub admissions_per_minute: u32,
+    pub opens_minutes_before: u32,
+    pub shopping_minutes: u32,
+    /// Buyers in the waiting room whose turn has not come.
+    pub waiting: u64,
+    /// Buyers whose turn has come (shopping now, or done).
+    pub admitted: u64,
+    /// Buyers who joined before the sale opened, drawn in a random order.
+    pub drawn: u64,
+}
+
+/// A buyer's place in an event's waiting room (docs/waiting-room.md).
+#[derive(Serialize, ToSchema)]
+pub struct WaitingRoomPlace {
+    pub event_id: Uuid,
+    /// `waiting`: the turn has not come; `admitted`: seats may be
+    /// requested until `window_ends_at`; `expired`: the shopping window
+    /// has ended (join again to queue at the back).
+    #[schema(example = "waiting")]
+    pub state: String,
+    /// Send as `Waiting-Room-Token` with every booking request, and to
+    /// ask for this place again. It names this buyer, this sign-in and this
+    /// event, and changes when the turn becomes known: keep the newest.
+    pub token: String,
+    /// Buyers ahead whose turn has not come; none until the sale opens
+    /// for those who joined before (their order is drawn then).
+    pub ahead: Option<u64>,
+    /// Everyone whose turn has not come.
+    pub waiting: u64,
+    /// When the turn comes (or came); none until the draw.
+    pub turn_at: Option<DateTime<Utc>>,
+    /// Seconds until the turn, when it is known and not yet reached.
+    pub estimated_wait_seconds: Option<u64>,
+    /// Until when seats may be requested, once the turn is known.
+    pub window_ends_at: Option<DateTime<Utc>>,
+    /// When the sale opens and the order of early arrivals is drawn.
+    pub sale_opens_at: DateTime<Utc>,
+    pub admissions_per_minute: u32,
 }
 
 /// A new guest buyer identity.
@@ -180,12 +225,15 @@ impl Pending {
         routes::bookings::get,
         routes::bookings::confirm,
         routes::bookings::cancel,
+        routes::waiting_room::join,
+        routes::waiting_room::status,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts, sessions and tokens for buyers and organizers"),
         (name = "events", description = "Events, seat maps and the sale switch"),
         (name = "bookings", description = "Holding, confirming and cancelling seats"),
+        (name = "waiting room", description = "Places in an on-sale's virtual waiting room"),
     )
 )]
 pub struct ApiDoc;

@@ -93,6 +93,7 @@ pub async fn run(
         long_poll_max: Duration::from_millis(config.long_poll_max_ms),
         metrics: ApiMetrics::new(metrics.registry())?,
         admission: Admission::new(config.admission_max),
+        waiting_rooms: crate::waiting_room::WaitingRooms::default(),
         command_partitions: tokio::sync::OnceCell::new(),
         limits: Limits {
             limiter: Limiter::new(&config.redis.redis_prefix, metrics.registry())?,

@@ -39,6 +39,7 @@ pub struct AppState {
     /// first time a command is sent: where each part of an event goes.
     pub command_partitions: tokio::sync::OnceCell<i32>,
     pub limits: Limits,
+    pub waiting_rooms: crate::waiting_room::WaitingRooms,
 }
 
 /// The front door's limits (docs/front-door.md).

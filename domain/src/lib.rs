@@ -10,6 +10,7 @@ pub mod allocation;
 pub mod ids;
 pub mod seatmap;
 pub mod venue;
+pub mod waiting_room;
 
 pub use allocation::best_available;
 pub use ids::{BookingId, BuyerId, EventId, IdError, RowLabel, SeatId, SectionCode};
@@ -19,3 +20,4 @@ pub use seatmap::{
     StateChange, Transition,
 };
 pub use venue::{EventSpec, LayoutError, PriceCategory, Row, Section, VenueLayout};
+pub use waiting_room::{Turn, WaitingRoom};

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BuyerId, RowLabel, SeatId, SectionCode};
+use crate::waiting_room::WaitingRoom;
 
 /// Most seats in one row.
 pub const MAX_SEATS_PER_ROW: u16 = 500;
@@ -106,6 +107,10 @@ pub struct EventSpec {
     /// sale. Events from before accounts have none: the house organizer's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organizer_id: Option<uuid::Uuid>,
+    /// The virtual waiting room in front of the sale, if the organizer
+    /// wants one (docs/waiting-room.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoom>,
 }
 
 fn one_part() -> u16 {
@@ -143,6 +148,13 @@ pub enum LayoutError {
     HoldDuration,
     #[error("parts must be 1-{MAX_PARTS} and at most the number of sections")]
     Parts,
+    #[error(
+        "waiting_room: admissions_per_minute must be 1-{}, opens_minutes_before at most {}, shopping_minutes 1-{}",
+        crate::waiting_room::MAX_ADMISSIONS_PER_MINUTE,
+        crate::waiting_room::MAX_OPENS_MINUTES_BEFORE,
+        crate::waiting_room::MAX_SHOPPING_MINUTES
+    )]
+    WaitingRoom,
 }
 
 impl EventSpec {
@@ -207,6 +219,9 @@ impl EventSpec {
             || usize::from(self.parts) > self.venue.sections.len()
         {
             return Err(LayoutError::Parts);
+        }
+        if self.waiting_room.is_some_and(|w| !w.is_valid()) {
+            return Err(LayoutError::WaitingRoom);
         }
         Ok(())
     }
@@ -294,6 +309,7 @@ impl EventSpec {
             hold_duration_ms: 600_000,
             parts: 1,
             organizer_id: None,
+            waiting_room: None,
         }
     }
 }
@@ -345,6 +361,20 @@ mod tests {
         assert_eq!(spec.validate(), Err(LayoutError::Parts));
         spec.parts = 0;
         assert_eq!(spec.validate(), Err(LayoutError::Parts));
+
+        let mut spec = EventSpec::demo("Demo", 2, 2, 2, 0);
+        let room = WaitingRoom {
+            admissions_per_minute: 600,
+            opens_minutes_before: 30,
+            shopping_minutes: 10,
+        };
+        spec.waiting_room = Some(room);
+        assert_eq!(spec.validate(), Ok(()));
+        spec.waiting_room = Some(WaitingRoom {
+            admissions_per_minute: 0,
+            ..room
+        });
+        assert_eq!(spec.validate(), Err(LayoutError::WaitingRoom));
     }
 
     #[test]

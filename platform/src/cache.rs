@@ -61,6 +61,13 @@ impl Keys {
         format!("{}session:{session}", self.prefix)
     }
 
+    /// One of an event's waiting-room keys (`what`: draw, line, last,
+    /// holders, opened). The event is the hash tag, so a Redis Cluster keeps
+    /// them in one slot, as the script that uses them all needs.
+    pub fn waiting_room(&self, event: impl std::fmt::Display, what: &str) -> String {
+        format!("{}waiting-room:{{{event}}}:{what}", self.prefix)
+    }
+
     /// JSON of an event: spec, sale state.
     pub fn event(&self, event: impl std::fmt::Display) -> String {
         format!("{}event:{event}", self.prefix)

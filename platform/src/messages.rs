@@ -16,7 +16,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use boxoffice_domain::{
     Booking, BookingId, BookingStatus, BuyerId, Command, CommandKind, EventId, EventSpec, Outcome,
     PriceCategory, RejectReason, Row, SaleState, SeatId, SeatStatus, Section, Selection,
-    StateChange, VenueLayout,
+    StateChange, VenueLayout, WaitingRoom,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -221,16 +221,19 @@ pub mod schemas {
     pub const RELEASED_BOOKING_COMMAND: &[&str] = &[
         include_str!("../../schemas/released/v1/booking_command.avsc"),
         include_str!("../../schemas/released/v2/booking_command.avsc"),
+        include_str!("../../schemas/released/v3/booking_command.avsc"),
     ];
     pub const RELEASED_BOOKING_EVENT: &[&str] = &[
         include_str!("../../schemas/released/v1/booking_event.avsc"),
         include_str!("../../schemas/released/v2/booking_event.avsc"),
+        include_str!("../../schemas/released/v3/booking_event.avsc"),
     ];
     pub const RELEASED_SEAT_CHANGELOG: &[&str] = &[
         include_str!("../../schemas/released/v1/seat_changelog.avsc"),
         include_str!("../../schemas/released/v2/seat_changelog.avsc"),
         include_str!("../../schemas/released/v3/seat_changelog.avsc"),
         include_str!("../../schemas/released/v4/seat_changelog.avsc"),
+        include_str!("../../schemas/released/v5/seat_changelog.avsc"),
     ];
 }
 
@@ -507,6 +510,15 @@ struct WireSpec {
     parts: i32,
     #[serde(default)]
     organizer_id: Option<String>,
+    #[serde(default)]
+    waiting_room: Option<WireWaitingRoom>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireWaitingRoom {
+    admissions_per_minute: i32,
+    opens_minutes_before: i32,
+    shopping_minutes: i32,
 }
 
 fn one_part() -> i32 {
@@ -780,6 +792,11 @@ impl From<&EventSpec> for WireSpec {
             hold_duration_ms: s.hold_duration_ms,
             parts: i32::from(s.parts),
             organizer_id: s.organizer_id.map(|id| id.to_string()),
+            waiting_room: s.waiting_room.map(|w| WireWaitingRoom {
+                admissions_per_minute: i32::try_from(w.admissions_per_minute).unwrap_or(i32::MAX),
+                opens_minutes_before: i32::try_from(w.opens_minutes_before).unwrap_or(i32::MAX),
+                shopping_minutes: i32::try_from(w.shopping_minutes).unwrap_or(i32::MAX),
+            }),
         }
     }
 }
@@ -833,6 +850,25 @@ impl TryFrom<WireSpec> for EventSpec {
             organizer_id: w
                 .organizer_id
                 .map(|id| parse("organizer_id", &id))
+                .transpose()?,
+            waiting_room: w
+                .waiting_room
+                .map(|w| {
+                    Ok::<_, DecodeError>(WaitingRoom {
+                        admissions_per_minute: int(
+                            "waiting_room.admissions_per_minute",
+                            w.admissions_per_minute.into(),
+                        )?,
+                        opens_minutes_before: int(
+                            "waiting_room.opens_minutes_before",
+                            w.opens_minutes_before.into(),
+                        )?,
+                        shopping_minutes: int(
+                            "waiting_room.shopping_minutes",
+                            w.shopping_minutes.into(),
+                        )?,
+                    })
+                })
                 .transpose()?,
         })
     }

@@ -183,14 +183,15 @@ fn accepted(id: Uuid) -> HttpResponse {
 #[utoipa::path(post, path = "/api/events/{id}/bookings", tag = "bookings",
     request_body = BookingRequest,
     params(("id" = Uuid, Path, description = "event id"),
-        ("Idempotency-Key" = String, Header, description = "unique per booking attempt; a retry reuses it")),
+        ("Idempotency-Key" = String, Header, description = "unique per booking attempt; a retry reuses it"),
+        ("Waiting-Room-Token" = Option<String>, Header, description = "for a sale with a waiting room: the token of the buyer's place, once admitted")),
     security(("bearer" = [])),
     responses((status = 201, description = "seats held", body = BookingView),
         (status = 200, description = "a replay: the same booking", body = BookingView),
         (status = 202, description = "accepted; outcome not known yet", body = Pending),
         (status = 400, description = "`missing_idempotency_key`, `invalid_idempotency_key`, `malformed_json`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
-        (status = 403, description = "`buyers_only`", body = ErrorBody),
+        (status = 403, description = "`buyers_only`; for a sale with a waiting room: `waiting_room_required` (no token), `invalid_waiting_room_token` (not this buyer's, sign-in's or event's), `not_admitted_yet` (see `Retry-After`), `admission_expired` (the shopping window ended)", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 409, description = "`seats_taken`, `sale_not_open`, `no_adjacent_seats`, `buyer_limit_exceeded`", body = ErrorBody),
         (status = 422, description = "`invalid_quantity`, `invalid_seat`, `unknown_seat`, `unknown_section`, `duplicate_seat`, `invalid_selection`, `idempotency_key_reused`, `seats_in_several_parts`", body = ErrorBody),
@@ -208,6 +209,13 @@ pub async fn create(
     let _admitted = admit_booking(&state)?;
     limit_booking_call(&state, &req, buyer.0, Some(*id)).await?;
     let event_view = event(&state, *id).await?;
+    crate::waiting_room::check_admitted(
+        &state.signer,
+        &event_view,
+        buyer.0.0,
+        buyer.1,
+        super::waiting_room::token_of(&req),
+    )?;
     let selection = selection(body.into_inner(), &event_view)?;
     let part = part_of_selection(&event_view, &selection)?;
     let booking_id = BookingId::for_request(buyer.0, &key, part.part);

@@ -4,7 +4,7 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{Json, Path};
-use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout};
+use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout, WaitingRoom};
 use boxoffice_platform::kafka::EventPart;
 use boxoffice_platform::now_ms;
 use boxoffice_platform::views::{BookingTally, EventView};
@@ -20,6 +20,7 @@ use crate::auth::Organizer;
 use crate::error::ApiError;
 use crate::openapi::{
     ErrorBody, EventList, EventStats, EventSummary, Pending, SeatMapView, SectionAvailability,
+    WaitingRoomFigures,
 };
 use crate::state::{AppState, Data};
 
@@ -194,6 +195,23 @@ pub async fn stats(
     )
     .await?
     .unwrap_or_default();
+    let waiting_room = match view.spec.waiting_room {
+        None => None,
+        Some(room) => {
+            let f = state
+                .waiting_rooms
+                .figures(&state.redis, &state.keys, &view, room)
+                .await?;
+            Some(WaitingRoomFigures {
+                admissions_per_minute: room.admissions_per_minute,
+                opens_minutes_before: room.opens_minutes_before,
+                shopping_minutes: room.shopping_minutes,
+                waiting: f.waiting,
+                admitted: f.admitted,
+                drawn: f.drawn,
+            })
+        }
+    };
     let sum = |f: fn(&SectionAvailability) -> usize| map.sections.iter().map(f).sum::<usize>();
     Ok(HttpResponse::Ok().json(EventStats {
         event_id: view.id.0,
@@ -210,6 +228,7 @@ pub async fn stats(
             .map(|c| c.currency.clone())
             .unwrap_or_default(),
         bookings,
+        waiting_room,
         at_ms: now_ms(),
     }))
 }
@@ -235,6 +254,10 @@ pub struct CreateEvent {
     #[serde(default = "default_parts")]
     #[schema(default = 1, minimum = 1, maximum = 64)]
     parts: u16,
+    /// A virtual waiting room in front of the sale (docs/waiting-room.md):
+    /// buyers then book only once admitted, at this rate.
+    #[serde(default)]
+    waiting_room: Option<WaitingRoom>,
 }
 
 impl CreateEvent {
@@ -252,6 +275,7 @@ impl CreateEvent {
             hold_duration_ms: self.hold_duration_seconds.saturating_mul(1000),
             parts: self.parts,
             organizer_id: Some(organizer),
+            waiting_room: self.waiting_room,
         };
         spec.validate()
             .map_err(|e| ApiError::unprocessable("invalid_event", e.to_string()))?;

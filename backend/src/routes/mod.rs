@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bookings;
 pub mod events;
 pub mod stream;
+pub mod waiting_room;
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/events/{id}/bookings",
             web::post().to(bookings::create),
+        )
+        .route(
+            "/api/events/{id}/waiting-room",
+            web::post().to(waiting_room::join),
+        )
+        .route(
+            "/api/events/{id}/waiting-room",
+            web::get().to(waiting_room::status),
         )
         .route("/api/bookings/{id}", web::get().to(bookings::get))
         .route("/api/bookings/{id}", web::delete().to(bookings::cancel))

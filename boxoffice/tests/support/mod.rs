@@ -380,6 +380,36 @@ impl Stack {
             "hold_duration_seconds": hold_seconds,
             "parts": parts,
         });
+        self.post_event(api, token, body).await
+    }
+
+    /// A one-section event of 2 rows of 10 seats, with the fields of
+    /// `extra` set over the defaults (a `waiting_room`, a later
+    /// `sale_opens_at`); returns its id.
+    pub async fn create_event_with(&self, api: &str, token: &str, extra: Value) -> String {
+        let now = chrono::Utc::now();
+        let mut body = json!({
+            "name": "Test night",
+            "starts_at": now + chrono::Duration::days(30),
+            "sale_opens_at": now - chrono::Duration::minutes(1),
+            "sale_closes_at": now + chrono::Duration::days(29),
+            "venue": { "name": "Test Hall", "sections": [{
+                "code": "A", "name": "Section A", "price_category": "STANDARD",
+                "rows": [{ "label": "1", "seats": 10 }, { "label": "2", "seats": 10 }],
+            }]},
+            "price_categories": [
+                { "code": "STANDARD", "name": "Standard", "price_cents": 7900, "currency": "EUR" },
+            ],
+            "max_seats_per_buyer": 4,
+            "hold_duration_seconds": 600,
+        });
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        self.post_event(api, token, body).await
+    }
+
+    async fn post_event(&self, api: &str, token: &str, body: Value) -> String {
         let res = self
             .http
             .post(format!("{api}/api/events"))

@@ -8,8 +8,16 @@ fn event() -> EventId {
     EventId(Uuid::from_u128(42))
 }
 
+/// An event with every optional part set, so each travels in a round trip.
 fn spec() -> EventSpec {
-    EventSpec::demo("Round trip", 2, 3, 4, 1_000)
+    EventSpec {
+        waiting_room: Some(boxoffice_domain::WaitingRoom {
+            admissions_per_minute: 600,
+            opens_minutes_before: 45,
+            shopping_minutes: 12,
+        }),
+        ..EventSpec::demo("Round trip", 2, 3, 4, 1_000)
+    }
 }
 
 fn commands() -> Vec<CommandKind> {
