@@ -113,6 +113,53 @@ async fn buyers_book_best_available_see_sales_live_and_cannot_reach_organizer_pa
     }
 }
 
+/// A sale with a waiting room that lets one buyer in every ten seconds:
+/// one is let in through the API first, so the browsers' buyers wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn buyers_wait_in_the_waiting_room_see_their_place_move_and_book_when_let_in() {
+    let (stack, dashboard, api) = system("browser-waiting-room").await;
+    let organizer = stack.organizer_token(&api).await;
+    let room = serde_json::json!({ "admissions_per_minute": 6, "opens_minutes_before": 0, "shopping_minutes": 10 });
+    let event = stack
+        .create_event_with(
+            &api,
+            &organizer,
+            serde_json::json!({ "waiting_room": room }),
+        )
+        .await;
+    let (_, first) = stack.buyer_token(&api).await;
+    let (s, place) = support::call(
+        &stack.http,
+        reqwest::Method::POST,
+        &format!("{api}/api/events/{event}/waiting-room"),
+        Some(&first),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, place["state"].as_str()),
+        (200, Some("admitted")),
+        "{place}"
+    );
+    let shots = screenshots();
+    let summary = node(
+        &stack,
+        "waiting-room.mjs",
+        &[&dashboard, &event, &shots.display().to_string()],
+    );
+    eprintln!("[browser] {summary}; screenshots in {}", shots.display());
+    assert_eq!(summary["a_position"], "You are next.", "{summary}");
+    assert_eq!(summary["a_admitted"], true);
+    assert_eq!(
+        summary["b_positions"],
+        serde_json::json!(["1 buyer ahead of you.", "You are next."])
+    );
+    assert_eq!(summary["b_admitted"], true);
+    let (_, seats) = stack.seat_map(&api, &event).await;
+    assert_eq!(seats["seats"]["A-1-1"], "sold", "{seats}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live_and_another_cannot_open_it()
  {

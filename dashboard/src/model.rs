@@ -56,6 +56,24 @@ pub struct EventPageData {
     pub currency: String,
     pub sections: Vec<SectionView>,
     pub states: SeatStates,
+    /// Buyers admitted per minute, when the sale has a waiting room.
+    pub waiting_room_per_minute: Option<u64>,
+}
+
+/// Where the visitor stands in an event's waiting room.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomStanding {
+    /// `waiting`, `admitted` or `expired`.
+    pub state: String,
+    /// Buyers ahead whose turn has not come; none before the draw.
+    pub ahead: Option<u64>,
+    pub waiting: u64,
+    /// Seconds until the turn, when known.
+    pub wait_s: Option<u64>,
+    /// When the shopping window ends (ms since the epoch), once known.
+    pub window_ends_ms: Option<i64>,
+    /// When the sale opens, in words.
+    pub sale_opens: String,
 }
 
 /// A buyer's booking as the page shows it.
@@ -127,6 +145,10 @@ pub struct NewEvent {
     /// (docs/event-partitioning.md): more for a stadium on-sale.
     #[serde(default = "one_part")]
     pub parts: u16,
+    /// A waiting room in front of the sale, letting this many buyers in
+    /// per minute (docs/waiting-room.md); none when empty.
+    #[serde(default)]
+    pub waiting_room_per_minute: Option<u32>,
     /// Open the sale at once; otherwise at `sale_opens_at`.
     pub open_now: bool,
     /// `YYYY-MM-DDTHH:MM`, UTC; used when `open_now` is off.
@@ -149,6 +171,9 @@ pub struct SaleStats {
     pub decided: u64,
     pub by_status: Vec<(String, u64)>,
     pub rejections: Vec<(String, u64)>,
+    /// The waiting room: (buyers waiting, admitted so far, admitted per
+    /// minute), when the sale has one.
+    pub waiting_room: Option<(u64, u64, u64)>,
     pub at_ms: i64,
 }
 

@@ -6,7 +6,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    BuyerAnswer, EventCard, EventPageData, NewEvent, OpsSnapshot, SaleStats, SeatRequest,
+    BuyerAnswer, EventCard, EventPageData, NewEvent, OpsSnapshot, RoomStanding, SaleStats,
+    SeatRequest,
 };
 
 /// The events on the platform, newest first.
@@ -42,6 +43,15 @@ pub async fn request_seats(
     key: String,
 ) -> Result<BuyerAnswer, ServerFnError> {
     crate::server::api::request_seats(&event, request, &key)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Joins an event's waiting room (`join`), or asks where the visitor
+/// stands in it.
+#[server(prefix = "/rpc", endpoint = "waiting_room")]
+pub async fn waiting_room(event: String, join: bool) -> Result<RoomStanding, ServerFnError> {
+    crate::server::api::waiting_room(&event, join)
         .await
         .map_err(ServerFnError::new)
 }

@@ -8,9 +8,12 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::app::{Notice, error_text, every, fresh_key, now_ms};
-use crate::model::{BookingInfo, BuyerAnswer, EventPageData, SeatRequest, countdown, money};
+use crate::model::{
+    BookingInfo, BuyerAnswer, EventPageData, RoomStanding, SeatRequest, countdown, money,
+};
 use crate::rpc::{
     await_booking, cancel_booking, confirm_booking, event_page, request_seats, seat_states,
+    waiting_room,
 };
 use crate::seatmap::{SeatMap, follow_feed};
 
@@ -23,11 +26,121 @@ pub fn EventPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading the seat map…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
+                    Ok(p) if p.waiting_room_per_minute.is_some() => view! { <WaitingRoomGate page=p/> }.into_any(),
                     Ok(p) => view! { <Booking page=p/> }.into_any(),
                     Err(e) => view! { <h1>"Event"</h1><Notice ok=false text=error_text(&e)/> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+/// A sale with a waiting room: the buyer joins, watches their place move,
+/// and books once their turn has come, until their shopping window ends.
+#[component]
+fn WaitingRoomGate(page: EventPageData) -> impl IntoView {
+    let event = page.id.clone();
+    let per_minute = page.waiting_room_per_minute.unwrap_or(0);
+    let standing = RwSignal::new(None::<RoomStanding>);
+    let problem = RwSignal::new(None::<String>);
+    let now = RwSignal::new(now_ms());
+    let ask = Action::new(move |join: &bool| waiting_room(event.clone(), *join));
+    Effect::new(move |_| match ask.value().get() {
+        Some(Ok(s)) => {
+            problem.set(None);
+            standing.set(Some(s));
+        }
+        Some(Err(e)) => problem.set(Some(error_text(&e))),
+        None => {}
+    });
+    ask.dispatch(false);
+    let state = Memo::new(move |_| {
+        standing
+            .read()
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |s| s.state.clone())
+    });
+    // While waiting, ask every 2 s; once admitted, the page only counts
+    // down the shopping window.
+    every(Duration::from_secs(1), move || {
+        now.set(now_ms());
+        let waiting = state.get_untracked() == "waiting";
+        if waiting && !ask.pending().get_untracked() && now.get_untracked() / 1000 % 2 == 0 {
+            ask.dispatch(false);
+        }
+    });
+    let name = page.name.clone();
+    let page = StoredValue::new(page);
+    let window_left = move || {
+        standing
+            .read()
+            .as_ref()
+            .and_then(|s| s.window_ends_ms)
+            .and_then(|t| countdown(t, now.get()))
+    };
+    let position = move || {
+        standing.read().as_ref().map(|s| match s.ahead {
+            None => format!(
+                "Everyone who joins before the sale opens ({} UTC) is let in in an order drawn at random then. {} in the waiting room.",
+                s.sale_opens, s.waiting
+            ),
+            Some(0) => "You are next.".to_owned(),
+            Some(1) => "1 buyer ahead of you.".to_owned(),
+            Some(n) => format!("{n} buyers ahead of you."),
+        })
+    };
+    let estimate = move || {
+        standing
+            .read()
+            .as_ref()
+            .and_then(|s| s.wait_s)
+            .map(|w| format!("Your turn comes in about {} min {} s.", w / 60, w % 60))
+    };
+    view! {
+        {move || match state.get().as_str() {
+            "admitted" => view! {
+                <p class="message ok" id="turn">
+                    "Your turn has come: request seats within "
+                    <span id="window-left">{move || window_left().unwrap_or_else(|| "00:00".to_owned())}</span>
+                    ". Paying for seats you hold is not limited."
+                </p>
+                <Booking page=page.get_value()/>
+            }
+            .into_any(),
+            "waiting" => view! {
+                <Title text=format!("boxoffice: {name} (waiting room)")/>
+                <h1>{name.clone()}</h1>
+                <section class="waiting-room" id="waiting-room" aria-live="polite">
+                    <h2>"You are in the waiting room"</h2>
+                    <p id="position">{position}</p>
+                    <p id="estimate">{estimate}</p>
+                    <p class="muted">{format!("{per_minute} buyers are let in per minute. Keep this page open: it moves on by itself.")}</p>
+                </section>
+            }
+            .into_any(),
+            other => {
+                let expired = other == "expired";
+                view! {
+                    <Title text=format!("boxoffice: {name}")/>
+                    <h1>{name.clone()}</h1>
+                    <section class="waiting-room">
+                        <p>
+                            {if expired {
+                                "Your shopping window has ended. Join again to queue at the back.".to_owned()
+                            } else {
+                                format!("This sale has a waiting room: {per_minute} buyers are let in per minute, in turn.")
+                            }}
+                        </p>
+                        <button id="join-waiting-room" class="primary" disabled=move || ask.pending().get()
+                            on:click=move |_| { ask.dispatch(true); }>
+                            {if expired { "Join again" } else { "Join the waiting room" }}
+                        </button>
+                    </section>
+                }
+                .into_any()
+            }
+        }}
+        <p role="status">{move || problem.get().map(|text| view! { <Notice ok=false text/> })}</p>
     }
 }
 

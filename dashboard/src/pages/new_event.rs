@@ -63,6 +63,7 @@ fn NewEventForm() -> impl IntoView {
     let max_seats = s("6");
     let hold_minutes = s("10");
     let parts = s("1");
+    let room_rate = s("");
     let open_now = RwSignal::new(true);
     let sale_opens_at = s("");
     let next_key = StoredValue::new(10usize);
@@ -136,6 +137,12 @@ fn NewEventForm() -> impl IntoView {
                 max_seats_per_buyer: number(max_seats, "Seats per buyer")?,
                 hold_minutes: number(hold_minutes, "Hold minutes")?,
                 parts: number(parts, "Parts")?,
+                waiting_room_per_minute: match room_rate.get_untracked().trim() {
+                    "" | "0" => None,
+                    r => Some(r.parse::<u32>().map_err(|_| {
+                        "Waiting room: buyers per minute must be a whole number.".to_owned()
+                    })?),
+                },
                 open_now: open_now.get_untracked(),
                 sale_opens_at: sale_opens_at.get_untracked(),
                 categories: categories
@@ -186,6 +193,7 @@ fn NewEventForm() -> impl IntoView {
                     {text_input("max-seats".into(), "Seats per buyer", max_seats, "number")}
                     {text_input("hold-minutes".into(), "Hold minutes", hold_minutes, "number")}
                     {text_input("parts".into(), "Parts (one seat-processor each)", parts, "number")}
+                    {text_input("waiting-room-rate".into(), "Waiting room: buyers let in per minute (empty: none)", room_rate, "number")}
                     <label>
                         "Open the sale now"
                         <input id="open-now" type="checkbox" prop:checked=move || open_now.get()

@@ -118,6 +118,8 @@ fn SaleView() -> impl IntoView {
             {stat("Capacity", "capacity", figure(|s| s.capacity.to_string()))}
             {stat("Revenue", "revenue", figure(|s| s.revenue.clone()))}
             {stat("Requests decided", "decided", figure(|s| s.decided.to_string()))}
+            {stat("In the waiting room", "waiting", figure(|s| s.waiting_room.map_or_else(|| "no waiting room".to_owned(), |w| w.0.to_string())))}
+            {stat("Let in from the waiting room", "admitted", figure(|s| s.waiting_room.map_or_else(|| "–".to_owned(), |w| format!("{} ({} per minute)", w.1, w.2))))}
             <div class="stat" data-stat="rate">
                 <div class="name">"Booking requests per second"</div>
                 <div class="value">{move || per_second.read().last().map_or("…".to_owned(), |r| format!("{r:.1}"))}</div>
@@ -189,6 +191,7 @@ mod tests {
             decided,
             by_status: vec![],
             rejections: vec![],
+            waiting_room: None,
             at_ms,
         }
     }

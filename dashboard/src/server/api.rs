@@ -16,8 +16,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::model::{
-    BookingInfo, BuyerAnswer, EventCard, EventPageData, NewEvent, RowView, SaleStats, SeatRequest,
-    SeatView, SectionView, duration_words, money, parse_money,
+    BookingInfo, BuyerAnswer, EventCard, EventPageData, NewEvent, RoomStanding, RowView, SaleStats,
+    SeatRequest, SeatView, SectionView, duration_words, money, parse_money,
 };
 
 const BUYER_COOKIE: &str = "bx_buyer";
@@ -85,13 +85,25 @@ async fn call(
     body: Option<Value>,
     idempotency_key: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Value)> {
+    let key = idempotency_key.map(|k| ("Idempotency-Key", k));
+    call_with(method, path, token, body, key.as_slice()).await
+}
+
+/// [`call`] with these request headers.
+async fn call_with(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(StatusCode, Value)> {
     let api = api()?;
     let mut req = api.http.request(method, format!("{}{path}", api.base));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    if let Some(k) = idempotency_key {
-        req = req.header("Idempotency-Key", k);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     if let Some(b) = body {
         req = req.json(&b);
@@ -510,6 +522,7 @@ pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
             .to_owned(),
         sections,
         states,
+        waiting_room_per_minute: spec["waiting_room"]["admissions_per_minute"].as_u64(),
     })
 }
 
@@ -598,17 +611,85 @@ pub async fn request_seats(
             json!({ "section": section, "quantity": quantity })
         }
     };
-    let (status, body) = call(
+    let place = cookie(&place_cookie(event)).await;
+    let mut headers = vec![("Idempotency-Key", key)];
+    if let Some(p) = place.as_deref() {
+        headers.push(("Waiting-Room-Token", p));
+    }
+    let (status, body) = call_with(
         Method::POST,
         &format!("/api/events/{event}/bookings"),
         Some(&token),
         Some(body),
-        Some(key),
+        &headers,
     )
     .await?;
     Ok(match status.as_u16() {
         200..=202 => booking_answer(&body),
         _ => refused(&body, "The booking was refused."),
+    })
+}
+
+/// The cookie that keeps the visitor's place in an event's waiting room.
+fn place_cookie(event: &str) -> String {
+    let id: String = event.chars().filter(char::is_ascii_hexdigit).collect();
+    format!("boxoffice_place_{id}")
+}
+
+/// Joins the event's waiting room (`join`) or asks where the visitor
+/// stands; the place's newest token is kept in its cookie.
+pub async fn waiting_room(event: &str, join: bool) -> anyhow::Result<RoomStanding> {
+    let token = buyer_token().await?;
+    let name = place_cookie(event);
+    let place = cookie(&name).await;
+    let path = format!("/api/events/{event}/waiting-room");
+    let (status, body) = match (join, place.as_deref()) {
+        (false, Some(p)) => {
+            call_with(
+                Method::GET,
+                &path,
+                Some(&token),
+                None,
+                &[("Waiting-Room-Token", p)],
+            )
+            .await?
+        }
+        (false, None) => call(Method::GET, &path, Some(&token), None, None).await?,
+        (true, _) => call(Method::POST, &path, Some(&token), None, None).await?,
+    };
+    if body["code"] == "no_place" {
+        // Not joined yet: the page offers to.
+        return Ok(RoomStanding {
+            state: "none".to_owned(),
+            ahead: None,
+            waiting: 0,
+            wait_s: None,
+            window_ends_ms: None,
+            sale_opens: String::new(),
+        });
+    }
+    if !status.is_success() {
+        bail!(
+            "{}",
+            message(&body, "The waiting room could not be reached.")
+        );
+    }
+    if let Some(t) = body["token"].as_str() {
+        set_cookie(&name, t, 2 * 86_400);
+    }
+    let ms = |k: &str| {
+        body[k]
+            .as_str()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            .map(|t| t.timestamp_millis())
+    };
+    Ok(RoomStanding {
+        state: body["state"].as_str().unwrap_or("waiting").to_owned(),
+        ahead: body["ahead"].as_u64(),
+        waiting: body["waiting"].as_u64().unwrap_or(0),
+        wait_s: body["estimated_wait_seconds"].as_u64(),
+        window_ends_ms: ms("window_ends_at"),
+        sale_opens: short_time(body["sale_opens_at"].as_str().unwrap_or_default()),
     })
 }
 
@@ -735,6 +816,12 @@ pub fn event_body(form: &NewEvent, now: DateTime<Utc>) -> anyhow::Result<Value> 
         "max_seats_per_buyer": form.max_seats_per_buyer,
         "hold_duration_seconds": i64::from(form.hold_minutes) * 60,
         "parts": form.parts,
+        // Buyers may queue half an hour ahead and shop for ten minutes.
+        "waiting_room": form.waiting_room_per_minute.map(|rate| json!({
+            "admissions_per_minute": rate,
+            "opens_minutes_before": 30,
+            "shopping_minutes": 10,
+        })),
     }))
 }
 
@@ -804,6 +891,10 @@ pub async fn sale_stats(id: &str) -> anyhow::Result<SaleStats> {
                 (text, n)
             })
             .collect(),
+        waiting_room: s["waiting_room"].as_object().map(|w| {
+            let n = |k: &str| w.get(k).and_then(Value::as_u64).unwrap_or(0);
+            (n("waiting"), n("admitted"), n("admissions_per_minute"))
+        }),
         at_ms: s["at_ms"].as_i64().unwrap_or(0),
     })
 }
@@ -821,6 +912,7 @@ mod tests {
             max_seats_per_buyer: 4,
             hold_minutes: 10,
             parts: 1,
+            waiting_room_per_minute: None,
             open_now: true,
             sale_opens_at: String::new(),
             categories: vec![CategoryForm {
