@@ -345,6 +345,8 @@ mod tests {
             ("get", "/api/bookings/{id}"),
             ("post", "/api/bookings/{id}/confirm"),
             ("delete", "/api/bookings/{id}"),
+            ("post", "/api/events/{id}/waiting-room"),
+            ("get", "/api/events/{id}/waiting-room"),
         ];
         let paths = doc["paths"].as_object().unwrap();
         let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
