@@ -104,9 +104,7 @@ impl Signer {
     }
 
     pub fn issue(&self, claims: &Claims) -> String {
-        let session = claims
-            .session
-            .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let session = session_field(claims.session);
         self.sign(&format!(
             "{VERSION}.{}.{}.{session}.{}",
             claims.role.name(),
@@ -133,12 +131,23 @@ impl Signer {
         Some(Claims {
             role: Role::parse(role)?,
             id: id.parse().ok()?,
-            session: match session {
-                "-" => None,
-                s => Some(s.parse().ok()?),
-            },
+            session: parse_session_field(session)?,
             expires_at_s: exp.parse().ok()?,
         })
+    }
+}
+
+/// A sign-in session as a token field: its id, or `-` for none (guests,
+/// the house organizer).
+pub fn session_field(session: Option<Uuid>) -> String {
+    session.map_or_else(|| "-".to_owned(), |s| s.to_string())
+}
+
+/// The session a token field names; `None` when the field is malformed.
+pub fn parse_session_field(field: &str) -> Option<Option<Uuid>> {
+    match field {
+        "-" => Some(None),
+        s => s.parse().ok().map(Some),
     }
 }
 

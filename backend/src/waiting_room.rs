@@ -23,7 +23,7 @@ use boxoffice_platform::now_ms;
 use boxoffice_platform::views::EventView;
 use uuid::Uuid;
 
-use crate::auth::Signer;
+use crate::auth::{Signer, parse_session_field, session_field};
 use crate::error::ApiError;
 
 const TOKEN_VERSION: &str = "w1";
@@ -48,9 +48,7 @@ pub struct Place {
 
 impl Place {
     pub fn token(&self, signer: &Signer) -> String {
-        let session = self
-            .session
-            .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let session = session_field(self.session);
         let spot = match self.spot {
             Spot::Drawn(n) => format!("d.{n}"),
             Spot::Turn(ms) => format!("t.{ms}"),
@@ -59,6 +57,25 @@ impl Place {
             "{TOKEN_VERSION}.{}.{}.{session}.{spot}",
             self.event, self.holder
         ))
+    }
+
+    /// The place `token` names, refused (`403 invalid_waiting_room_token`)
+    /// unless this deployment signed it for this event, buyer and sign-in.
+    pub fn read_bound(
+        signer: &Signer,
+        token: &str,
+        event: Uuid,
+        holder: Uuid,
+        session: Option<Uuid>,
+    ) -> Result<Self, ApiError> {
+        Self::read(signer, token)
+            .filter(|p| p.event == event && p.holder == holder && p.session == session)
+            .ok_or_else(|| {
+                forbidden(
+                    "invalid_waiting_room_token",
+                    "this waiting-room token is not this buyer's, this sign-in's or this event's",
+                )
+            })
     }
 
     /// The place a token names, if this deployment signed it.
@@ -88,10 +105,7 @@ impl Place {
         Some(Self {
             event: event.parse().ok()?,
             holder: holder.parse().ok()?,
-            session: match session {
-                "-" => None,
-                s => Some(s.parse().ok()?),
-            },
+            session: parse_session_field(session)?,
             spot: match kind {
                 "d" => Spot::Drawn(v.parse().ok()?),
                 "t" => Spot::Turn(v.parse().ok()?),
@@ -305,10 +319,6 @@ fn keys(keys: &Keys, event: Uuid) -> [String; 5] {
     ["draw", "line", "last", "holders", "opened"].map(|k| keys.waiting_room(event, k))
 }
 
-fn session_name(session: Option<Uuid>) -> String {
-    session.map_or_else(|| "-".to_owned(), |s| s.to_string())
-}
-
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("the waiting room is unavailable", e)
 }
@@ -338,7 +348,7 @@ impl WaitingRooms {
         let random = Uuid::new_v4().as_u128() >> 75;
         invocation
             .arg(ask.holder.to_string())
-            .arg(session_name(ask.session))
+            .arg(session_field(ask.session))
             .arg(opens)
             .arg(ask.room.queue_opens_at_ms(opens))
             .arg(spec.sale_closes_at_ms)
@@ -467,14 +477,7 @@ pub fn check_admitted(
             ),
         ));
     };
-    let place = Place::read(signer, token)
-        .filter(|p| p.event == event.id.0 && p.holder == holder && p.session == session)
-        .ok_or_else(|| {
-            forbidden(
-                "invalid_waiting_room_token",
-                "this waiting-room token is not this buyer's, this sign-in's or this event's",
-            )
-        })?;
+    let place = Place::read_bound(signer, token, event.id.0, holder, session)?;
     let Spot::Turn(turn) = place.spot else {
         return Err(not_yet(
             format!("your turn is drawn when the sale opens; ask GET {path}"),

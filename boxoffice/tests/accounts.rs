@@ -173,19 +173,8 @@ async fn a_signed_out_session_is_refused_by_every_instance_even_after_the_cache_
 
     // The cache of session states is lost (a flushed or failed-over Redis):
     // PostgreSQL still says who signed out.
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}session:*", stack.prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let keys = stack.forget_redis_keys("session:*").await;
     assert_eq!(keys.len(), 2, "both sessions' states were cached: {keys:?}");
-    let () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     for api in [&api1, &api2] {
         let (s, b) = whoami(&stack, api, &first).await;
         refused(s, &b, 401, "signed_out");

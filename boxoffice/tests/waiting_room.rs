@@ -301,19 +301,8 @@ async fn one_sign_in_holds_a_place_and_places_survive_a_redis_that_lost_them() {
     assert!((9_900..=10_100).contains(&gap.num_milliseconds()), "{gap}");
 
     // Redis loses the waiting room (a flush, a failover to a stale replica).
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}waiting-room:*", stack.prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let keys = stack.forget_redis_keys("waiting-room:*").await;
     assert!(keys.iter().any(|k| k.ends_with(":line")), "{keys:?}");
-    let () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
 
     // The token puts its place back, and a newcomer queues behind it.
     let (s, back) = standing(

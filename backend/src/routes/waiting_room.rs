@@ -85,21 +85,10 @@ pub async fn status(
 ) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     let room = room_of(&view)?;
-    let restore = match token_of(&req) {
-        None => None,
-        Some(token) => Some(
-            Place::read(&state.signer, token)
-                .filter(|p| p.event == *id && p.holder == buyer.0.0 && p.session == buyer.1)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "invalid_waiting_room_token",
-                        "this waiting-room token is not this buyer's, this sign-in's or this event's",
-                    )
-                })?
-                .spot,
-        ),
-    };
+    let restore = token_of(&req)
+        .map(|token| Place::read_bound(&state.signer, token, *id, buyer.0.0, buyer.1))
+        .transpose()?
+        .map(|p| p.spot);
     let standing = stand(&state, &view, room, &buyer, Mode::Status, restore).await?;
     Ok(answer(&state, &view, room, standing))
 }

@@ -434,6 +434,27 @@ impl Stack {
         id
     }
 
+    /// Deletes this stack's Redis keys that match `pattern` (after its
+    /// prefix), as a flushed or failed-over Redis would lose them; answers
+    /// the keys deleted.
+    pub async fn forget_redis_keys(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}{pattern}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        keys
+    }
+
     /// A `boxoffice` subcommand run to completion; its stdout.
     pub fn run_tool(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
