@@ -2,8 +2,8 @@
 //! instances, Redis and the pipeline: early arrivals drawn in a random
 //! order and admitted at the organizer's rate by every instance, bookings
 //! refused without a turn (no token, someone else's, a forged one, too
-//! early), one sign-in per place, and places that survive a Redis that
-//! lost them.
+//! early), one sign-in per place, places that survive a Redis that lost
+//! them, and a buyer who polls in a loop answered 429.
 
 mod support;
 
@@ -128,7 +128,10 @@ async fn early_arrivals_are_drawn_at_random_and_let_in_at_the_rate_by_every_inst
     refused(s, &b, 403, "waiting_room_required");
     let (s, b) = book(&stack, &apis[0], &event, t0, Some(&buyers[1].1), &["A-1-1"]).await;
     refused(s, &b, 403, "invalid_waiting_room_token");
-    let forged = format!("{}0", &p0[..p0.len() - 1]);
+    // The signature's last digit changed (to another: a token that ends in
+    // 0 is not forged by writing 0).
+    let last = if p0.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &p0[..p0.len() - 1]);
     let (s, b) = book(&stack, &apis[0], &event, t0, Some(&forged), &["A-1-1"]).await;
     refused(s, &b, 403, "invalid_waiting_room_token");
     let (s, b) = book(&stack, &apis[1], &event, t0, Some(p0), &["A-1-1"]).await;
@@ -234,7 +237,14 @@ async fn sign_in(stack: &Stack, api: &str, email: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_sign_in_holds_a_place_and_places_survive_a_redis_that_lost_them() {
-    let stack = Stack::with_apis("waiting-room-flush", &[("api-1", &[])]).await;
+    let stack = Stack::with_apis(
+        "waiting-room-flush",
+        &[
+            ("api-1", &[]),
+            ("api-2", &[("BOXOFFICE_LIMIT_WAITING_ROOM", "1/min:3")]),
+        ],
+    )
+    .await;
     let api = stack.api("api-1");
     let organizer = stack.organizer_token(&api).await;
     let room =
@@ -329,4 +339,34 @@ async fn one_sign_in_holds_a_place_and_places_survive_a_redis_that_lost_them() {
     )
     .await;
     assert!(s == 201 || s == 202, "{s} {b}");
+
+    // A buyer who ignores Retry-After and asks in a loop is answered 429
+    // once the burst is spent, with when to come back; others are not.
+    let strict = stack.api("api-2");
+    let token = third_place["token"].as_str().unwrap();
+    for _ in 0..3 {
+        let (s, b) = standing(&stack, &strict, &event, &third, token).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let url = format!("{strict}/api/events/{event}/waiting-room");
+    let res = stack
+        .http
+        .get(&url)
+        .bearer_auth(&third)
+        .header("Waiting-Room-Token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    let retry: u64 = res.headers()["Retry-After"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    let second_token = second_place["token"].as_str().unwrap();
+    let (s, b) = standing(&stack, &strict, &event, &second, second_token).await;
+    assert_eq!(s, 200, "{b}");
 }
