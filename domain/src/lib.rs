@@ -20,4 +20,4 @@ pub use seatmap::{
     StateChange, Transition,
 };
 pub use venue::{EventSpec, LayoutError, PriceCategory, Row, Section, VenueLayout};
-pub use waiting_room::{Turn, WaitingRoom};
+pub use waiting_room::{Joining, Turn, WaitingRoom};

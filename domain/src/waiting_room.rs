@@ -10,8 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Most buyers admitted per minute.
-pub const MAX_ADMISSIONS_PER_MINUTE: u32 = 600_000;
+use crate::SaleState;
+
+/// Most buyers admitted per minute: one a millisecond.
+pub const MAX_ADMISSIONS_PER_MINUTE: u32 = 60_000;
 /// Longest a waiting room may open before its sale (a week, in minutes).
 pub const MAX_OPENS_MINUTES_BEFORE: u32 = 7 * 24 * 60;
 /// Longest shopping window (minutes).
@@ -24,7 +26,7 @@ pub struct WaitingRoom {
     /// How many buyers are let in per minute, from the sale's opening.
     #[cfg_attr(
         feature = "openapi",
-        schema(minimum = 1, maximum = 600000, example = 600)
+        schema(minimum = 1, maximum = 60000, example = 600)
     )]
     pub admissions_per_minute: u32,
     /// How long before the sale opens buyers may join (minutes). Everyone
@@ -44,9 +46,11 @@ impl WaitingRoom {
             && (1..=MAX_SHOPPING_MINUTES).contains(&self.shopping_minutes)
     }
 
-    /// Time between two turns (ms), at least 1.
+    /// Time between two turns (ms): rounded up, so buyers are never let
+    /// in faster than the rate (7 a minute is one every 8,572 ms, a little
+    /// under 7 a minute).
     pub fn interval_ms(&self) -> i64 {
-        (60_000 / i64::from(self.admissions_per_minute.max(1))).max(1)
+        i64::from(60_000u32.div_ceil(self.admissions_per_minute.max(1)))
     }
 
     pub fn window_ms(&self) -> i64 {
@@ -65,15 +69,16 @@ impl WaitingRoom {
     }
 
     /// The turn of a buyer joining at `now_ms`, after the opening: one
-    /// interval after the last turn given (`last`), or, for the first to
-    /// join after the opening, after the `drawn` buyers' turns; never
-    /// before `now_ms`. So a queue that was empty for a while does not
-    /// let a burst in all at once.
+    /// interval after the last turn given (`last`, the latest known) and
+    /// after the `drawn` buyers' turns; never before `now_ms`. So a queue
+    /// that was empty for a while does not let a burst in all at once, and
+    /// a last turn that was lost (`None`) still queues behind the draw.
     pub fn next_slot(&self, opens_ms: i64, drawn: u64, last: Option<i64>, now_ms: i64) -> i64 {
-        let previous = last.unwrap_or_else(|| match drawn {
+        let after_draw = match drawn {
             0 => opens_ms - self.interval_ms(),
             n => self.drawn_slot(opens_ms, n - 1),
-        });
+        };
+        let previous = last.map_or(after_draw, |l| l.max(after_draw));
         now_ms.max(previous.saturating_add(self.interval_ms()))
     }
 
@@ -84,6 +89,44 @@ impl WaitingRoom {
         }
         let turns = (now_ms - opens_ms) / self.interval_ms() + 1;
         drawn.min(turns as u64)
+    }
+}
+
+/// Whether a buyer without a place may take one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joining {
+    Open,
+    /// Not before this instant (ms).
+    NotYet(i64),
+    Closed,
+}
+
+impl WaitingRoom {
+    /// Whether a new place may be taken at `now_ms`, for a sale scheduled
+    /// to open at `scheduled_ms` that opens (for the draw) at `opens_ms`
+    /// (earlier when opened by hand) and closes at `closes_ms`. A sale
+    /// opened by hand takes joiners whatever the schedule says; one closed
+    /// by hand takes none; otherwise the queue opens `opens_minutes_before`
+    /// the scheduled opening (or at the opening, if that came first) and
+    /// closes with the sale.
+    pub fn joining(
+        &self,
+        sale: SaleState,
+        scheduled_ms: i64,
+        opens_ms: i64,
+        closes_ms: i64,
+        now_ms: i64,
+    ) -> Joining {
+        let queue_opens = self.queue_opens_at_ms(scheduled_ms);
+        match sale {
+            SaleState::Open => Joining::Open,
+            SaleState::Closed => Joining::Closed,
+            SaleState::Scheduled if now_ms < queue_opens.min(opens_ms) => {
+                Joining::NotYet(queue_opens)
+            }
+            SaleState::Scheduled if now_ms >= closes_ms => Joining::Closed,
+            SaleState::Scheduled => Joining::Open,
+        }
     }
 }
 
@@ -138,6 +181,7 @@ mod tests {
         };
         assert!(!long.is_valid());
         assert_eq!(room(60).interval_ms(), 1_000);
+        assert_eq!(room(7).interval_ms(), 8_572);
         assert_eq!(room(MAX_ADMISSIONS_PER_MINUTE).interval_ms(), 1);
     }
 
@@ -148,6 +192,35 @@ mod tests {
         // Behind three drawn buyers (turns 10, 11, 12 s): 13 s.
         assert_eq!(r.next_slot(10_000, 3, None, 10_500), 13_000);
         assert_eq!(r.next_slot(10_000, 3, Some(20_000), 10_500), 21_000);
+        // A last turn older than the draw's (lost, then restored from an
+        // early token) still queues behind the draw.
+        assert_eq!(r.next_slot(10_000, 3, Some(10_000), 10_500), 13_000);
+    }
+
+    #[test]
+    fn joining_follows_the_schedule_unless_the_organizer_decided() {
+        let r = room(60); // opens 30 min before
+        let (scheduled, closes) = (10_000_000, 20_000_000);
+        let at = |sale, opens, now| r.joining(sale, scheduled, opens, closes, now);
+        let queue_opens = scheduled - 30 * 60_000;
+        use SaleState::*;
+        assert_eq!(
+            at(Scheduled, scheduled, queue_opens - 1),
+            Joining::NotYet(queue_opens)
+        );
+        assert_eq!(at(Scheduled, scheduled, queue_opens), Joining::Open);
+        assert_eq!(at(Scheduled, scheduled, closes), Joining::Closed);
+        // Opened by hand an hour early: open from then, and after the close.
+        assert_eq!(
+            at(Open, queue_opens - 3_600_000, queue_opens - 1),
+            Joining::Open
+        );
+        assert_eq!(at(Open, scheduled, closes + 1), Joining::Open);
+        // Opened by hand before the queue would open, then set back to the
+        // schedule: the draw has started, so joining stays open.
+        let early = queue_opens - 60_000;
+        assert_eq!(at(Scheduled, early, early + 1), Joining::Open);
+        assert_eq!(at(Closed, scheduled, scheduled + 1), Joining::Closed);
     }
 
     #[test]
@@ -158,6 +231,16 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the rate, a minute holds no more turns than it says.
+        #[test]
+        fn the_interval_never_lets_in_more_than_the_rate(per_minute in 1..=MAX_ADMISSIONS_PER_MINUTE) {
+            let r = room(per_minute);
+            prop_assert!(r.interval_ms() >= 1);
+            prop_assert!(r.interval_ms() * i64::from(per_minute) >= 60_000);
+            // ...and not needlessly fewer: one interval less would be too fast.
+            prop_assert!((r.interval_ms() - 1) * i64::from(per_minute) < 60_000);
+        }
+
         /// Whatever the arrivals, turns are given in arrival order, never
         /// before the arrival, and at least one interval apart; so in any
         /// span of time at most `span / interval + 1` buyers get their turn,
