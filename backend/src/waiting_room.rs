@@ -7,8 +7,10 @@
 //! - `line`: a sorted set of later arrivals, scored by their turn (ms).
 //! - `last`: the last turn given in `line`.
 //! - `holders`: which sign-in session holds each buyer's place.
-//! - `opened`: when an instance first saw the sale open (a sale opened by
-//!   hand before its scheduled time draws then).
+//! - `opened`: when a sale opened by hand before its scheduled time was
+//!   first seen open (its draw starts then).
+//! - `again`: how many early arrivals joined again after their window
+//!   (they are in `line` too; the organizer's figures count them once).
 //!
 //! One script assigns and reads a place atomically, on Redis' clock. The
 //! rules it follows are `boxoffice_domain::waiting_room`'s. A buyer's place
@@ -141,28 +143,34 @@ pub struct Figures {
 
 /// Assigns, reads and restores places (docs/waiting-room.md).
 ///
-/// KEYS: draw, line, last, holders, opened. ARGV: holder, session,
+/// KEYS: draw, line, last, holders, opened, again. ARGV: holder, session,
 /// scheduled opening, queue opening, sale close, interval, random score,
-/// sale open now (1/0), take over a place held by another session (1/0),
-/// mode (`join`, `status`), restore kind (`d`, `t` or empty), restore
-/// value, key lifetime (ms), shopping window (ms).
+/// the sale's state set by hand (`open`, `closed`, `scheduled`), the
+/// signed-out session whose place may be taken over (or empty), mode
+/// (`join`, `status`), restore kind (`d`, `t` or empty), restore value,
+/// key lifetime (ms), shopping window (ms).
 ///
 /// Answers `{state, kind, value, turn, ahead, waiting, drawn, now}`; state
 /// is `ok`, `none` (no place, in status mode), `elsewhere` (value: the
 /// session holding it), `not_open` (value: when joining opens) or `closed`.
+/// The rules are `boxoffice_domain::waiting_room`'s;
+/// `backend/tests/waiting_room_script.rs` checks the answers against a
+/// model built on them.
 const PLACE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local holder, session = ARGV[1], ARGV[2]
 local scheduled, queue_opens, closes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local interval = tonumber(ARGV[6])
+local interval, sale, take_over = tonumber(ARGV[6]), ARGV[8], ARGV[9]
 local mode, window, ttl = ARGV[10], tonumber(ARGV[14]), tonumber(ARGV[13])
-if ARGV[8] == '1' then redis.call('SET', KEYS[5], now, 'NX', 'PX', ttl) end
+-- A sale opened by hand before its scheduled time draws from the first
+-- call that sees it open, on Redis' clock.
+if sale == 'open' and now < scheduled then redis.call('SET', KEYS[5], now, 'NX', 'PX', ttl) end
 local opens = scheduled
 local opened = redis.call('GET', KEYS[5])
 if opened and tonumber(opened) < opens then opens = tonumber(opened) end
 local drawn = redis.call('ZCARD', KEYS[1])
-local started = now >= opens or redis.call('EXISTS', KEYS[3]) == 1
+local started = now >= opens or redis.call('EXISTS', KEYS[3]) == 1 or redis.call('ZCARD', KEYS[2]) > 0
 
 local function find()
   local s = redis.call('ZSCORE', KEYS[2], holder)
@@ -176,67 +184,82 @@ local function turn_of(kind, value)
   if now < opens then return nil end
   return opens + redis.call('ZRANK', KEYS[1], holder) * interval
 end
+-- The next turn in the line: one interval after the latest turn known
+-- (the last given, the line's latest, the draw's last), never before now.
+local function queue()
+  local previous = opens + (drawn - 1) * interval
+  local last = redis.call('GET', KEYS[3])
+  if last then previous = math.max(previous, tonumber(last)) end
+  local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if top[2] then previous = math.max(previous, tonumber(top[2])) end
+  local turn = math.max(now, previous + interval)
+  redis.call('SET', KEYS[3], turn, 'PX', ttl)
+  redis.call('ZADD', KEYS[2], turn, holder)
+  return turn
+end
 local function keep()
-  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+
+local h = redis.call('HGET', KEYS[4], holder)
+if h and h ~= session and not (take_over ~= '' and h == take_over) then
+  return {'elsewhere', '', h, -1, -1, 0, drawn, now}
 end
 
 local kind, value = find()
 if not kind and ARGV[11] ~= '' then
   -- The token proves a place that Redis no longer has (a flush, a lost
-  -- primary): put it back where it was.
+  -- primary): put it back where it was. A turn keeps its instant; an
+  -- early arrival's number rejoins the draw before the opening and, once
+  -- the draw has been made without it, queues at the back of the line.
   value = tonumber(ARGV[12])
   if ARGV[11] == 't' then
     redis.call('ZADD', KEYS[2], value, holder)
     local last = redis.call('GET', KEYS[3])
-    if not last or tonumber(last) < value then redis.call('SET', KEYS[3], value) end
+    if not last or tonumber(last) < value then redis.call('SET', KEYS[3], value, 'PX', ttl) end
+    kind = 't'
+  elseif started then
+    value = queue()
     kind = 't'
   else
     redis.call('ZADD', KEYS[1], value, holder)
     drawn = drawn + 1
     kind = 'd'
   end
-  redis.call('HSET', KEYS[4], holder, session)
   keep()
 end
-if kind then
-  local h = redis.call('HGET', KEYS[4], holder)
-  if h and h ~= session then
-    if ARGV[9] ~= '1' then return {'elsewhere', '', h, -1, -1, 0, drawn, now} end
-    redis.call('HSET', KEYS[4], holder, session)
-  elseif not h then
-    redis.call('HSET', KEYS[4], holder, session)
-  end
+local again = false
+if kind and mode == 'join' then
   local turn = turn_of(kind, value)
-  if mode == 'join' and turn and now >= turn + window then
+  if turn and now >= turn + window then
     -- The shopping window has ended: joining again goes to the back. A
-    -- drawn place stays in the draw, so nobody's turn there moves.
+    -- drawn place stays in the draw, so nobody's turn there moves; `again`
+    -- counts such buyers, now in the line too.
     redis.call('ZREM', KEYS[2], holder)
+    again = kind == 'd'
     kind = nil
   end
 end
 if not kind then
   if mode ~= 'join' then return {'none', '', '', -1, -1, 0, drawn, now} end
-  if now < queue_opens then return {'not_open', '', tostring(queue_opens), -1, -1, 0, drawn, now} end
-  if now >= closes then return {'closed', '', '', -1, -1, 0, drawn, now} end
+  if sale == 'closed' then return {'closed', '', '', -1, -1, 0, drawn, now} end
+  if sale ~= 'open' then
+    if now < math.min(queue_opens, opens) then return {'not_open', '', string.format('%.0f', queue_opens), -1, -1, 0, drawn, now} end
+    if now >= closes then return {'closed', '', '', -1, -1, 0, drawn, now} end
+  end
   if not started then
     value = tonumber(ARGV[7])
     redis.call('ZADD', KEYS[1], value, holder)
     drawn = drawn + 1
     kind = 'd'
   else
-    local last = redis.call('GET', KEYS[3])
-    local previous
-    if last then previous = tonumber(last)
-    elseif drawn == 0 then previous = opens - interval
-    else previous = opens + (drawn - 1) * interval end
-    value = math.max(now, previous + interval)
-    redis.call('SET', KEYS[3], value)
-    redis.call('ZADD', KEYS[2], value, holder)
+    value = queue()
     kind = 't'
+    if again then redis.call('INCR', KEYS[6]) end
   end
-  redis.call('HSET', KEYS[4], holder, session)
-  keep()
 end
+if h ~= session then redis.call('HSET', KEYS[4], holder, session) end
+keep()
 
 local turn = turn_of(kind, value)
 local drawn_in = 0
@@ -251,8 +274,11 @@ end
 return {'ok', kind, string.format('%.0f', value), turn or -1, ahead, waiting, drawn, now}
 ";
 
-/// The organizer's figures: KEYS draw, line, opened; ARGV scheduled
-/// opening, interval. Answers `{waiting, admitted, drawn}`.
+/// The organizer's figures: KEYS draw, line, opened, again; ARGV scheduled
+/// opening, interval. Answers `{waiting, admitted, drawn, now}`, each buyer
+/// counted once where they stand now: an early arrival who joined again
+/// after their window (`again` counts them) is counted in the line, not
+/// also in the draw. Constant work but for two ZCOUNTs (logarithmic).
 const FIGURES: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -262,15 +288,16 @@ if opened and tonumber(opened) < opens then opens = tonumber(opened) end
 local drawn = redis.call('ZCARD', KEYS[1])
 local drawn_in = 0
 if now >= opens then drawn_in = math.min(drawn, math.floor((now - opens) / interval) + 1) end
+local again = tonumber(redis.call('GET', KEYS[4]) or '0')
 local line_in = redis.call('ZCOUNT', KEYS[2], '-inf', now)
 local line_waiting = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
-return {(drawn - drawn_in) + line_waiting, drawn_in + line_in, drawn}
+return {(drawn - drawn_in) + line_waiting, math.max(0, drawn_in - again) + line_in, drawn, now}
 ";
 
 /// What joining or asking can end in, besides a standing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Another live session of this account holds the place.
+    /// Another session of this account holds the place.
     Elsewhere(Uuid),
     /// Joining opens at this instant (ms).
     NotOpen(i64),
@@ -309,14 +336,50 @@ pub struct Ask<'a> {
     pub holder: Uuid,
     pub session: Option<Uuid>,
     pub mode: Mode,
-    /// Take the place over from a signed-out session.
-    pub take_over: bool,
+    /// The signed-out session whose place this one may take over: only
+    /// while that session still holds it.
+    pub take_over_from: Option<Uuid>,
     /// A place the buyer's token proves, put back if Redis lost it.
     pub restore: Option<Spot>,
 }
 
-fn keys(keys: &Keys, event: Uuid) -> [String; 5] {
-    ["draw", "line", "last", "holders", "opened"].map(|k| keys.waiting_room(event, k))
+/// One run of the place script, in its own terms (instants in ms).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub holder: Uuid,
+    pub session: Option<Uuid>,
+    pub scheduled_ms: i64,
+    pub queue_opens_ms: i64,
+    pub closes_ms: i64,
+    pub interval_ms: i64,
+    /// The score of a new early arrival: 53 random bits, which a sorted
+    /// set's score keeps exactly.
+    pub random: u64,
+    /// The sale's state as set by hand: `scheduled`, `open` or `closed`.
+    pub sale: String,
+    pub take_over_from: Option<Uuid>,
+    pub mode: Mode,
+    pub restore: Option<Spot>,
+    pub ttl_ms: i64,
+    pub window_ms: i64,
+}
+
+/// What the place script answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The place as stored: a draw number, or a turn.
+    pub outcome: Result<Spot, Refusal>,
+    pub turn_ms: Option<i64>,
+    pub ahead: Option<u64>,
+    pub waiting: u64,
+    pub drawn: u64,
+    /// Redis' clock when it answered.
+    pub now_ms: i64,
+}
+
+/// An event's six waiting-room keys, in the scripts' order.
+pub fn keys(keys: &Keys, event: Uuid) -> [String; 6] {
+    ["draw", "line", "last", "holders", "opened", "again"].map(|k| keys.waiting_room(event, k))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -324,47 +387,44 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 impl WaitingRooms {
-    /// Joins or reads a buyer's place.
-    pub async fn place(
+    /// Runs the place script once.
+    pub async fn call(
         &self,
-        redis: &deadpool_redis::Pool,
-        keys_of: &Keys,
-        ask: Ask<'_>,
-    ) -> Result<Result<Standing, Refusal>, ApiError> {
-        let spec = &ask.event.spec;
-        let opens = spec.sale_opens_at_ms;
-        // A place is kept a day past the sale's close.
-        let ttl_ms = (spec.sale_closes_at_ms - now_ms()).max(0) + 86_400_000;
-        let (restore_kind, restore_value) = match ask.restore {
+        conn: &mut impl redis::aio::ConnectionLike,
+        keys: &[String; 6],
+        call: &Call,
+    ) -> redis::RedisResult<Reply> {
+        let (restore_kind, restore_value) = match call.restore {
             None => ("", String::new()),
             Some(Spot::Drawn(n)) => ("d", n.to_string()),
             Some(Spot::Turn(ms)) => ("t", ms.to_string()),
         };
         let mut invocation = self.place.prepare_invoke();
-        for k in keys(keys_of, ask.event.id.0) {
+        for k in keys {
             invocation.key(k);
         }
-        // 53 random bits: a sorted set's score keeps them exactly.
-        let random = Uuid::new_v4().as_u128() >> 75;
         invocation
-            .arg(ask.holder.to_string())
-            .arg(session_field(ask.session))
-            .arg(opens)
-            .arg(ask.room.queue_opens_at_ms(opens))
-            .arg(spec.sale_closes_at_ms)
-            .arg(ask.room.interval_ms())
-            .arg(random.to_string())
-            .arg(if ask.event.on_sale { "1" } else { "0" })
-            .arg(if ask.take_over { "1" } else { "0" })
-            .arg(match ask.mode {
+            .arg(call.holder.to_string())
+            .arg(session_field(call.session))
+            .arg(call.scheduled_ms)
+            .arg(call.queue_opens_ms)
+            .arg(call.closes_ms)
+            .arg(call.interval_ms)
+            .arg(call.random.to_string())
+            .arg(&call.sale)
+            .arg(
+                call.take_over_from
+                    .map(|s| session_field(Some(s)))
+                    .unwrap_or_default(),
+            )
+            .arg(match call.mode {
                 Mode::Join => "join",
                 Mode::Status => "status",
             })
             .arg(restore_kind)
             .arg(restore_value)
-            .arg(ttl_ms)
-            .arg(ask.room.window_ms());
-        let mut conn = redis.get().await.map_err(unavailable)?;
+            .arg(call.ttl_ms)
+            .arg(call.window_ms);
         let (state, kind, value, turn, ahead, waiting, drawn, now): (
             String,
             String,
@@ -374,23 +434,67 @@ impl WaitingRooms {
             u64,
             u64,
             i64,
-        ) = invocation
-            .invoke_async(&mut conn)
+        ) = invocation.invoke_async(conn).await?;
+        let bad = |e: &dyn std::fmt::Display| {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected waiting-room answer",
+                e.to_string(),
+            ))
+        };
+        let outcome = match state.as_str() {
+            "ok" => Ok(match kind.as_str() {
+                "d" => Spot::Drawn(value.parse().map_err(|e| bad(&e))?),
+                _ => Spot::Turn(value.parse().map_err(|e| bad(&e))?),
+            }),
+            "elsewhere" => Err(Refusal::Elsewhere(value.parse().unwrap_or_default())),
+            "not_open" => Err(Refusal::NotOpen(value.parse().map_err(|e| bad(&e))?)),
+            "closed" => Err(Refusal::Closed),
+            _ => Err(Refusal::NoPlace),
+        };
+        Ok(Reply {
+            outcome,
+            turn_ms: (turn >= 0).then_some(turn),
+            ahead: u64::try_from(ahead).ok(),
+            waiting,
+            drawn,
+            now_ms: now,
+        })
+    }
+
+    /// Joins or reads a buyer's place.
+    pub async fn place(
+        &self,
+        redis: &deadpool_redis::Pool,
+        keys_of: &Keys,
+        ask: Ask<'_>,
+    ) -> Result<Result<Standing, Refusal>, ApiError> {
+        let spec = &ask.event.spec;
+        let opens = spec.sale_opens_at_ms;
+        let call = Call {
+            holder: ask.holder,
+            session: ask.session,
+            scheduled_ms: opens,
+            queue_opens_ms: ask.room.queue_opens_at_ms(opens),
+            closes_ms: spec.sale_closes_at_ms,
+            interval_ms: ask.room.interval_ms(),
+            random: rand::random::<u64>() >> 11,
+            sale: ask.event.sale_state.clone(),
+            take_over_from: ask.take_over_from,
+            mode: ask.mode,
+            restore: ask.restore,
+            // A place is kept a day past the sale's close.
+            ttl_ms: (spec.sale_closes_at_ms - now_ms()).max(0) + 86_400_000,
+            window_ms: ask.room.window_ms(),
+        };
+        let mut conn = redis.get().await.map_err(unavailable)?;
+        let reply = self
+            .call(&mut conn, &keys(keys_of, ask.event.id.0), &call)
             .await
             .map_err(unavailable)?;
-        let refused = match state.as_str() {
-            "ok" => None,
-            "elsewhere" => Some(Refusal::Elsewhere(value.parse().unwrap_or_default())),
-            "not_open" => Some(Refusal::NotOpen(value.parse().unwrap_or_default())),
-            "closed" => Some(Refusal::Closed),
-            _ => Some(Refusal::NoPlace),
-        };
-        if let Some(r) = refused {
-            return Ok(Err(r));
-        }
-        let spot = match kind.as_str() {
-            "d" => Spot::Drawn(value.parse().map_err(unavailable)?),
-            _ => Spot::Turn(value.parse().map_err(unavailable)?),
+        let spot = match reply.outcome {
+            Ok(spot) => spot,
+            Err(r) => return Ok(Err(r)),
         };
         Ok(Ok(Standing {
             place: Place {
@@ -399,16 +503,16 @@ impl WaitingRooms {
                 session: ask.session,
                 // Once the turn is known, the token carries it: a booking
                 // is then checked without Redis.
-                spot: match (spot, turn) {
-                    (Spot::Drawn(_), t) if t >= 0 => Spot::Turn(t),
-                    (s, _) => s,
+                spot: match reply.turn_ms {
+                    Some(t) => Spot::Turn(t),
+                    None => spot,
                 },
             },
-            turn_at_ms: (turn >= 0).then_some(turn),
-            ahead: u64::try_from(ahead).ok(),
-            waiting,
-            drawn,
-            now_ms: now,
+            turn_at_ms: reply.turn_ms,
+            ahead: reply.ahead,
+            waiting: reply.waiting,
+            drawn: reply.drawn,
+            now_ms: reply.now_ms,
         }))
     }
 
@@ -420,24 +524,45 @@ impl WaitingRooms {
         event: &EventView,
         room: WaitingRoom,
     ) -> Result<Figures, ApiError> {
-        let [draw, line, _, _, opened] = keys(keys_of, event.id.0);
+        let mut conn = redis.get().await.map_err(unavailable)?;
+        self.figures_of(
+            &mut conn,
+            &keys(keys_of, event.id.0),
+            event.spec.sale_opens_at_ms,
+            room.interval_ms(),
+        )
+        .await
+        .map(|(figures, _)| figures)
+        .map_err(unavailable)
+    }
+
+    /// The figures script, in its own terms, with Redis' clock (ms).
+    pub async fn figures_of(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        keys: &[String; 6],
+        scheduled_ms: i64,
+        interval_ms: i64,
+    ) -> redis::RedisResult<(Figures, i64)> {
+        let [draw, line, _, _, opened, again] = keys;
         let mut invocation = self.figures.prepare_invoke();
         invocation
             .key(draw)
             .key(line)
             .key(opened)
-            .arg(event.spec.sale_opens_at_ms)
-            .arg(room.interval_ms());
-        let mut conn = redis.get().await.map_err(unavailable)?;
-        let (waiting, admitted, drawn): (u64, u64, u64) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(Figures {
-            waiting,
-            admitted,
-            drawn,
-        })
+            .key(again)
+            .arg(scheduled_ms)
+            .arg(interval_ms);
+        let (waiting, admitted, drawn, now): (u64, u64, u64, i64) =
+            invocation.invoke_async(conn).await?;
+        Ok((
+            Figures {
+                waiting,
+                admitted,
+                drawn,
+            },
+            now,
+        ))
     }
 }
 

@@ -62,7 +62,7 @@ impl Keys {
     }
 
     /// One of an event's waiting-room keys (`what`: draw, line, last,
-    /// holders, opened). The event is the hash tag, so a Redis Cluster keeps
+    /// holders, opened, again). The event is the hash tag, so a Redis Cluster keeps
     /// them in one slot, as the script that uses them all needs.
     pub fn waiting_room(&self, event: impl std::fmt::Display, what: &str) -> String {
         format!("{}waiting-room:{{{event}}}:{what}", self.prefix)

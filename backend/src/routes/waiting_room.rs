@@ -14,6 +14,7 @@ use super::event;
 use crate::accounts::SessionState;
 use crate::auth::Buyer;
 use crate::error::ApiError;
+use crate::limits::{Check, OnError, Scope};
 use crate::openapi::{ErrorBody, WaitingRoomPlace};
 use crate::state::{AppState, Data};
 use crate::waiting_room::{Ask, Mode, Place, Refusal, Standing};
@@ -56,8 +57,10 @@ fn instant(ms: i64) -> DateTime<Utc> {
         (status = 403, description = "`buyers_only`", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `no_waiting_room`: book directly; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 409, description = "`waiting_room_not_open`: joining opens later (see `Retry-After`); `sale_closed`; `place_held_elsewhere`: another sign-in of this account holds the place", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many waiting-room calls from this buyer; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn join(state: Data, buyer: Buyer, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    limit(&state, &buyer).await?;
     let view = event(&state, *id).await?;
     let room = room_of(&view)?;
     let standing = stand(&state, &view, room, &buyer, Mode::Join, None).await?;
@@ -76,6 +79,7 @@ pub async fn join(state: Data, buyer: Buyer, id: Path<Uuid>) -> Result<HttpRespo
         (status = 403, description = "`buyers_only`; `invalid_waiting_room_token`: not this buyer's, sign-in's or event's", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `no_waiting_room`; `no_place`: join first; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 409, description = "`place_held_elsewhere`: another sign-in of this account holds the place", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many waiting-room calls from this buyer; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn status(
     state: Data,
@@ -83,6 +87,7 @@ pub async fn status(
     buyer: Buyer,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    limit(&state, &buyer).await?;
     let view = event(&state, *id).await?;
     let room = room_of(&view)?;
     let restore = token_of(&req)
@@ -93,8 +98,24 @@ pub async fn status(
     Ok(answer(&state, &view, room, standing))
 }
 
+/// A buyer's waiting-room calls are rate-limited over every instance: one
+/// that ignores `Retry-After` and polls in a loop is answered 429.
+async fn limit(state: &AppState, buyer: &Buyer) -> Result<(), ApiError> {
+    let check = Check {
+        scope: Scope::WaitingRoom,
+        subject: buyer.0.0.to_string(),
+        rate: state.limits.waiting_room,
+    };
+    state
+        .limits
+        .limiter
+        .take(&state.redis, &[check], OnError::Allow)
+        .await
+}
+
 /// Asks the waiting room; a place held by a session since signed out is
-/// taken over (its token no longer works anyway).
+/// taken over (its token no longer works anyway), and only if that session
+/// still holds it when the script runs.
 async fn stand(
     state: &AppState,
     view: &EventView,
@@ -103,7 +124,7 @@ async fn stand(
     mode: Mode,
     restore: Option<crate::waiting_room::Spot>,
 ) -> Result<Standing, ApiError> {
-    let mut take_over = false;
+    let mut take_over_from = None;
     loop {
         let ask = Ask {
             event: view,
@@ -111,7 +132,7 @@ async fn stand(
             holder: buyer.0.0,
             session: buyer.1,
             mode,
-            take_over,
+            take_over_from,
             restore,
         };
         let refusal = match state
@@ -123,7 +144,10 @@ async fn stand(
             Err(r) => r,
         };
         match refusal {
-            Refusal::Elsewhere(other) if !take_over => {
+            // Another sign-in holds the place: take it over if that one
+            // has signed out, once (a third sign-in that took it meanwhile
+            // keeps it).
+            Refusal::Elsewhere(other) if take_over_from.is_none() => {
                 let expires = state.accounts.expires_at().timestamp();
                 let signed_out = state
                     .accounts
@@ -131,21 +155,11 @@ async fn stand(
                     .await?
                     == SessionState::Revoked;
                 if !signed_out {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "place_held_elsewhere",
-                        "another sign-in of this account holds its place in the waiting room: continue there, or sign out there first",
-                    ));
+                    return Err(held_elsewhere());
                 }
-                take_over = true;
+                take_over_from = Some(other);
             }
-            Refusal::Elsewhere(_) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "place_held_elsewhere",
-                    "another sign-in of this account holds its place in the waiting room",
-                ));
-            }
+            Refusal::Elsewhere(_) => return Err(held_elsewhere()),
             Refusal::NotOpen(at) => {
                 let wait_s = ((at - boxoffice_platform::now_ms()).max(0) as u64).div_ceil(1000);
                 return Err(ApiError::Later {
@@ -176,6 +190,14 @@ async fn stand(
             }
         }
     }
+}
+
+fn held_elsewhere() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "place_held_elsewhere",
+        "another sign-in of this account holds its place in the waiting room: continue there, or sign out there first",
+    )
 }
 
 /// The buyer's place, with the newest token and when to ask again.
