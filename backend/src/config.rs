@@ -99,6 +99,11 @@ pub struct ApiConfig {
         default_value = "20/h:10"
     )]
     pub limit_account_sign_in: Rate,
+    /// Waiting-room calls (joining, asking where one stands) per buyer,
+    /// over every API instance. A client that follows `Retry-After` asks
+    /// every 2-30 s; one that polls in a loop is answered 429.
+    #[arg(long, env = "BOXOFFICE_LIMIT_WAITING_ROOM", default_value = "1/s:10")]
+    pub limit_waiting_room: Rate,
     /// Whether buyers may book without an account, with a guest token
     /// (`POST /api/auth/buyer`). Off, only signed-in accounts book, and the
     /// per-buyer seat limit holds per account.

@@ -119,6 +119,8 @@ pub enum Scope {
     /// Sign-in attempts for one account (by its email's hash), from any
     /// address.
     AccountSignIn,
+    /// Waiting-room calls (joins and asks) of one buyer.
+    WaitingRoom,
 }
 
 impl Scope {
@@ -130,6 +132,7 @@ impl Scope {
             Self::NewBuyer => "new_buyer",
             Self::SignIn => "sign_in",
             Self::AccountSignIn => "account_sign_in",
+            Self::WaitingRoom => "waiting_room",
         }
     }
 
@@ -141,6 +144,9 @@ impl Scope {
             Self::NewBuyer => "Too many new buyer identities from your network",
             Self::SignIn => "Too many sign-in attempts from your network",
             Self::AccountSignIn => "Too many sign-in attempts for this account",
+            Self::WaitingRoom => {
+                "Too many waiting-room calls from this buyer: ask again when Retry-After says"
+            }
         }
     }
 }

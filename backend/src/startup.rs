@@ -104,6 +104,7 @@ pub async fn run(
             new_buyers: config.limit_new_buyers,
             sign_in: config.limit_sign_in,
             account_sign_in: config.limit_account_sign_in,
+            waiting_room: config.limit_waiting_room,
             streams: StreamLimits::new(config.streams_per_client, config.streams_max, {
                 let gauge = prometheus::IntGauge::new(
                     "api_streams_open",

@@ -52,6 +52,7 @@ pub struct Limits {
     pub new_buyers: Rate,
     pub sign_in: Rate,
     pub account_sign_in: Rate,
+    pub waiting_room: Rate,
     pub streams: Arc<StreamLimits>,
 }
 
