@@ -209,13 +209,6 @@ pub async fn create(
     let _admitted = admit_booking(&state)?;
     limit_booking_call(&state, &req, buyer.0, Some(*id)).await?;
     let event_view = event(&state, *id).await?;
-    crate::waiting_room::check_admitted(
-        &state.signer,
-        &event_view,
-        buyer.0.0,
-        buyer.1,
-        super::waiting_room::token_of(&req),
-    )?;
     let selection = selection(body.into_inner(), &event_view)?;
     let part = part_of_selection(&event_view, &selection)?;
     let booking_id = BookingId::for_request(buyer.0, &key, part.part);
@@ -233,6 +226,15 @@ pub async fn create(
         }
         return replayed(existing);
     }
+    // A replay (above) is answered whatever the waiting room says: a retry
+    // after the shopping window ended still learns its booking.
+    crate::waiting_room::check_admitted(
+        &state.signer,
+        &event_view,
+        buyer.0.0,
+        buyer.1,
+        super::waiting_room::token_of(&req),
+    )?;
     if !event_view.on_sale {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,
