@@ -44,10 +44,14 @@ fn WaitingRoomGate(page: EventPageData) -> impl IntoView {
     let standing = RwSignal::new(None::<RoomStanding>);
     let problem = RwSignal::new(None::<String>);
     let now = RwSignal::new(now_ms());
+    // When the last answer came: the estimate counts down from it between
+    // answers.
+    let answered_at = RwSignal::new(now_ms());
     let ask = Action::new(move |join: &bool| waiting_room(event.clone(), *join));
     Effect::new(move |_| match ask.value().get() {
         Some(Ok(s)) => {
             problem.set(None);
+            answered_at.set(now_ms());
             standing.set(Some(s));
         }
         Some(Err(e)) => problem.set(Some(error_text(&e))),
@@ -60,12 +64,19 @@ fn WaitingRoomGate(page: EventPageData) -> impl IntoView {
             .as_ref()
             .map_or_else(|| "none".to_owned(), |s| s.state.clone())
     });
-    // While waiting, ask every 2 s; once admitted, the page only counts
-    // down the shopping window.
+    // While waiting, ask every 3 s, and at once when the turn should have
+    // come (well within the API's per-buyer limit, even from two tabs);
+    // once admitted, the page only counts down the shopping window.
     every(Duration::from_secs(1), move || {
         now.set(now_ms());
         let waiting = state.get_untracked() == "waiting";
-        if waiting && !ask.pending().get_untracked() && now.get_untracked() / 1000 % 2 == 0 {
+        let turn_due = standing
+            .read_untracked()
+            .as_ref()
+            .and_then(|s| s.wait_s)
+            .is_some_and(|w| now_ms() - answered_at.get_untracked() >= w as i64 * 1000);
+        let due = turn_due || now.get_untracked() / 1000 % 3 == 0;
+        if waiting && due && !ask.pending().get_untracked() {
             ask.dispatch(false);
         }
     });
@@ -90,10 +101,12 @@ fn WaitingRoomGate(page: EventPageData) -> impl IntoView {
         })
     };
     let estimate = move || {
+        let since_s = ((now.get() - answered_at.get()).max(0) / 1000) as u64;
         standing
             .read()
             .as_ref()
             .and_then(|s| s.wait_s)
+            .map(|w| w.saturating_sub(since_s))
             .map(|w| format!("Your turn comes in about {} min {} s.", w / 60, w % 60))
     };
     view! {
