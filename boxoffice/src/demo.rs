@@ -79,6 +79,7 @@ pub async fn create_event(
         "max_seats_per_buyer": spec.max_seats_per_buyer,
         "hold_duration_seconds": hold_seconds,
         "parts": spec.parts,
+        "waiting_room": spec.waiting_room,
     });
     let res = http
         .post(format!("{api}/api/events"))
