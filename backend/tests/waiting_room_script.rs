@@ -213,6 +213,28 @@ struct Buyer {
 
 const KEYS: [&str; 6] = ["draw", "line", "last", "holders", "opened", "again"];
 
+/// The organizer's figures from the script are the model's, at the
+/// instant Redis answered.
+async fn figures_match(
+    scripts: &WaitingRooms,
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &[String; 6],
+    sale: &Sale,
+    model: &Model,
+    at: &str,
+    log: &[String],
+) {
+    let (got, now) = scripts
+        .figures_of(conn, keys, sale.scheduled, sale.room.interval_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        model.figures(sale, now),
+        "{at}, figures at {now}: {log:#?}"
+    );
+}
+
 /// Runs one seed's calls; counts in `paths` which way each went.
 async fn run(
     seed: u64,
@@ -314,15 +336,9 @@ async fn run(
                 continue;
             }
             87..=92 => {
-                let (got, now) = scripts
-                    .figures_of(conn, &keys, sale.scheduled, sale.room.interval_ms())
-                    .await
-                    .unwrap();
-                let want = model.figures(&sale, now);
-                assert_eq!(
-                    got, want,
-                    "seed {seed}, step {step}, figures at {now}: {log:#?}"
-                );
+                // Time passed: the figures move with it.
+                let at = format!("seed {seed}, step {step}");
+                figures_match(scripts, conn, &keys, &sale, &model, &at, &log).await;
                 continue;
             }
             _ => (Mode::Join, None),
@@ -363,15 +379,8 @@ async fn run(
             buyers[b].token = Some(got.turn_ms.map_or(spot, Spot::Turn));
         }
         // The organizer's figures after every change.
-        let (figures, now) = scripts
-            .figures_of(conn, &keys, sale.scheduled, sale.room.interval_ms())
-            .await
-            .unwrap();
-        let want = model.figures(&sale, now);
-        assert_eq!(
-            figures, want,
-            "seed {seed}, step {step}, figures at {now}: {log:#?}"
-        );
+        let at = format!("seed {seed}, step {step}");
+        figures_match(scripts, conn, &keys, &sale, &model, &at, &log).await;
     }
     *paths.entry("early arrivals who joined again").or_default() += model.again;
     let _: () = redis::cmd("DEL")

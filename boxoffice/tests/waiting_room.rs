@@ -63,6 +63,16 @@ async fn book(
     .await
 }
 
+/// The seconds a refusal's `Retry-After` asks the client to wait.
+#[track_caller]
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()["Retry-After"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn turn(place: &Value) -> DateTime<Utc> {
     place["turn_at"]
         .as_str()
@@ -196,11 +206,7 @@ async fn early_arrivals_are_drawn_at_random_and_let_in_at_the_rate_by_every_inst
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 403);
-    let retry: u64 = res.headers()["Retry-After"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&res);
     assert!((1..=12).contains(&retry), "Retry-After {retry}");
     // The admitted buyer's token does not work for anyone else.
     let (s, b) = book(&stack, &apis[0], &event, tl, Some(pf), &["A-2-2"]).await;
@@ -358,11 +364,7 @@ async fn one_sign_in_holds_a_place_and_places_survive_a_redis_that_lost_them() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 429);
-    let retry: u64 = res.headers()["Retry-After"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&res);
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited", "{body}");
