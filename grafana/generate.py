@@ -141,6 +141,7 @@ overview = dashboard(
         row("Front door"),
         ts("Refused by a rate limit / s (429)", [(f"sum by (limit) (rate(boxoffice_api_rate_limited_total[{RI}])) or vector(0)", "{{limit}}")], "reqps", stack=True),
         ts("Live seat maps open", [("sum by (pod) (boxoffice_api_streams_open)", "{{pod}}")], "short"),
+        ts("Long polls waiting", [("sum by (pod) (boxoffice_api_long_polls_waiting)", "{{pod}}")], "short"),
     ],
 )
 

@@ -132,6 +132,21 @@ pub struct ApiConfig {
     /// Live seat-map streams this instance keeps open in all.
     #[arg(long, env = "BOXOFFICE_STREAMS_MAX", default_value_t = 5000)]
     pub streams_max: usize,
+    /// Reads (events, seat maps, bookings, an organizer's figures, opening
+    /// a live seat map) per client address, counted by each instance on its
+    /// own, so reads stay off Redis: behind N instances a client may read
+    /// up to N times this. `off` counts nothing.
+    #[arg(long, env = "BOXOFFICE_LIMIT_READS", default_value = "50/s:200")]
+    pub limit_reads: Rate,
+    /// Long polls for a booking (`GET /api/bookings/{id}?wait_ms=`) one
+    /// buyer may have waiting on this instance at once; more are answered
+    /// `429 too_many_waits`.
+    #[arg(long, env = "BOXOFFICE_LONG_POLLS_PER_BUYER", default_value_t = 8)]
+    pub long_polls_per_buyer: usize,
+    /// Long polls this instance keeps waiting in all; more are answered
+    /// `503`.
+    #[arg(long, env = "BOXOFFICE_LONG_POLLS_MAX", default_value_t = 20_000)]
+    pub long_polls_max: usize,
 }
 
 impl ApiConfig {

@@ -1,7 +1,7 @@
 //! The front door's limits (docs/front-door.md): token buckets in Redis,
 //! shared by every API instance, per client (`boxoffice_platform::client`),
-//! per buyer and per event; and bounds on the seat-map streams an instance
-//! keeps open.
+//! per buyer and per event; per-instance buckets for reads; and bounds on
+//! the seat-map streams and long polls an instance keeps open.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -198,6 +198,12 @@ impl Limiter {
         })
     }
 
+    /// The refusal counter of the limit `name`, for limits counted
+    /// elsewhere ([`LocalBuckets`]).
+    pub fn refusals(&self, name: &str) -> prometheus::IntCounter {
+        self.limited.with_label_values(&[name])
+    }
+
     /// Takes one token from every bucket in `checks`, or answers `429` with
     /// `Retry-After` from the one that refills last (and takes none).
     pub async fn take(
@@ -265,26 +271,232 @@ impl Limiter {
     }
 }
 
-/// Bounds on the seat-map streams one instance keeps open: at most
-/// `per_client` per client and `total` in all. Counted per instance: a
-/// stream lives in one instance, and a crash takes its count with it.
-pub struct StreamLimits {
+/// Token buckets kept in this instance, one per client, for calls too
+/// frequent to count in Redis without slowing them down: reads of events,
+/// seat maps and bookings (a seat map is one Redis read; a shared bucket
+/// would double it). A client's limit is therefore per instance: behind a
+/// load balancer over N instances it may read up to N times the rate.
+///
+/// Memory is bounded: at most [`LocalBuckets::MAX_CLIENTS`] clients are
+/// tracked. A bucket that has refilled completely says nothing a new one
+/// would not, so when the table is full such buckets are swept out (at most
+/// once a second, so a flood of new clients cannot make every call scan the
+/// table); clients that still find no room share one overflow bucket.
+pub struct LocalBuckets {
+    rate: Rate,
+    capacity: usize,
+    table: Mutex<Table>,
+    /// Calls refused, for the dashboards (`api_rate_limited_total{limit="reads"}`).
+    limited: prometheus::IntCounter,
+}
+
+struct Table {
+    buckets: HashMap<String, Bucket>,
+    overflow: Option<Bucket>,
+    swept_at: Option<std::time::Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: std::time::Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            at: now,
+        }
+    }
+
+    /// The level at `now` (never moved back by an earlier `now`).
+    fn level(&self, per_second: f64, burst: u32, now: std::time::Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.tokens + elapsed * per_second).min(f64::from(burst))
+    }
+
+    /// Takes a token at `now`, or says how long until one is there.
+    fn take(
+        &mut self,
+        per_second: f64,
+        burst: u32,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        let level = self.level(per_second, burst, now);
+        self.at = self.at.max(now);
+        self.tokens = level;
+        // Within a rounding error of a whole token is a token: a client
+        // that waits exactly as long as it was told must get one.
+        if level >= 1.0 - 1e-9 {
+            self.tokens = (level - 1.0).max(0.0);
+            Ok(())
+        } else {
+            // Rounded up to the microsecond, never short.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let micros = ((1.0 - level) / per_second * 1e6).ceil() as u64;
+            Err(std::time::Duration::from_micros(micros.max(1)))
+        }
+    }
+}
+
+impl LocalBuckets {
+    /// Clients tracked at once per instance (each an address and 24 bytes).
+    pub const MAX_CLIENTS: usize = 100_000;
+
+    pub fn new(rate: Rate, limited: prometheus::IntCounter) -> Self {
+        Self::with_capacity(rate, Self::MAX_CLIENTS, limited)
+    }
+
+    fn with_capacity(rate: Rate, capacity: usize, limited: prometheus::IntCounter) -> Self {
+        Self {
+            rate,
+            capacity,
+            table: Mutex::new(Table {
+                buckets: HashMap::new(),
+                overflow: None,
+                swept_at: None,
+            }),
+            limited,
+        }
+    }
+
+    /// Takes one token from `client`'s bucket, or answers `429` with
+    /// `Retry-After`.
+    pub fn take(&self, client: &str) -> Result<(), ApiError> {
+        self.take_at(client, std::time::Instant::now())
+            .map_err(|wait| {
+                self.limited.inc();
+                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                let retry_after_s = wait_ms.div_ceil(1000).max(1);
+                ApiError::RateLimited {
+                    code: "rate_limited",
+                    retry_after_s,
+                    message: format!(
+                        "Too many reads from your network; retry in {retry_after_s} s."
+                    ),
+                }
+            })
+    }
+
+    /// [`Self::take`] at `now`: the bucket arithmetic, without a clock.
+    fn take_at(&self, client: &str, now: std::time::Instant) -> Result<(), std::time::Duration> {
+        let Rate::Bucket { per_second, burst } = self.rate else {
+            return Ok(());
+        };
+        let mut table = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let table = &mut *table;
+        if let Some(bucket) = table.buckets.get_mut(client) {
+            return bucket.take(per_second, burst, now);
+        }
+        if table.buckets.len() >= self.capacity
+            && table
+                .swept_at
+                .is_none_or(|at| now.saturating_duration_since(at).as_secs() >= 1)
+        {
+            table.swept_at = Some(now);
+            let full = f64::from(burst);
+            table
+                .buckets
+                .retain(|_, b| b.level(per_second, burst, now) < full);
+        }
+        if table.buckets.len() < self.capacity {
+            let bucket = table
+                .buckets
+                .entry(client.to_owned())
+                .or_insert_with(|| Bucket::full(burst, now));
+            bucket.take(per_second, burst, now)
+        } else {
+            table
+                .overflow
+                .get_or_insert_with(|| Bucket::full(burst, now))
+                .take(per_second, burst, now)
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .buckets
+            .len()
+    }
+}
+
+/// What a [`Concurrency`] bound counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounded {
+    /// Live seat-map streams, per client address.
+    Streams,
+    /// Long polls for a booking (`wait_ms`), per buyer.
+    LongPolls,
+}
+
+impl Bounded {
+    fn refused(self, mine: usize) -> ApiError {
+        match self {
+            Self::Streams => ApiError::RateLimited {
+                code: "too_many_streams",
+                retry_after_s: 5,
+                message: format!(
+                    "Your network has {mine} live seat maps open here already; close one first."
+                ),
+            },
+            Self::LongPolls => ApiError::RateLimited {
+                code: "too_many_waits",
+                retry_after_s: 1,
+                message: format!(
+                    "You already wait for {mine} bookings here; wait for one of them to be \
+                     answered, or ask without wait_ms."
+                ),
+            },
+        }
+    }
+
+    fn full(self) -> ApiError {
+        ApiError::Unavailable(
+            match self {
+                Self::Streams => "too many live seat maps are open at this moment",
+                Self::LongPolls => "too many buyers wait for bookings at this moment",
+            }
+            .to_owned(),
+        )
+    }
+}
+
+/// Bounds on what one instance keeps open at once (seat-map streams, long
+/// polls): at most `per_client` per client and `total` in all. Counted per
+/// instance: what is open lives in one instance, and a crash takes its count
+/// with it.
+pub struct Concurrency {
+    what: Bounded,
     per_client: usize,
     total: usize,
     open: Mutex<(usize, HashMap<String, usize>)>,
-    /// Streams open now, for the dashboards.
+    /// Open now, for the dashboards.
     gauge: prometheus::IntGauge,
 }
 
-/// One open stream; dropping it (the client left) frees its place.
-pub struct StreamPlace {
-    limits: Arc<StreamLimits>,
+/// One open stream or long poll; dropping it (answered, or the client left)
+/// frees its place.
+pub struct Place {
+    limits: Arc<Concurrency>,
     client: String,
 }
 
-impl StreamLimits {
-    pub fn new(per_client: usize, total: usize, gauge: prometheus::IntGauge) -> Arc<Self> {
+impl Concurrency {
+    pub fn new(
+        what: Bounded,
+        per_client: usize,
+        total: usize,
+        gauge: prometheus::IntGauge,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            what,
             per_client,
             total,
             open: Mutex::new((0, HashMap::new())),
@@ -292,9 +504,9 @@ impl StreamLimits {
         })
     }
 
-    /// A place for one more stream of `client`, or `429` when it already
-    /// has `per_client` open here, or this instance has `total`.
-    pub fn open(self: &Arc<Self>, client: &str) -> Result<StreamPlace, ApiError> {
+    /// A place for one more of `client`, or `429` when it already has
+    /// `per_client` open here, or `503` when this instance has `total`.
+    pub fn open(self: &Arc<Self>, client: &str) -> Result<Place, ApiError> {
         let mut open = self
             .open
             .lock()
@@ -302,30 +514,22 @@ impl StreamLimits {
         let (total, per_client) = &mut *open;
         let mine = per_client.get(client).copied().unwrap_or(0);
         if mine >= self.per_client {
-            return Err(ApiError::RateLimited {
-                code: "too_many_streams",
-                retry_after_s: 5,
-                message: format!(
-                    "Your network has {mine} live seat maps open here already; close one first."
-                ),
-            });
+            return Err(self.what.refused(mine));
         }
         if *total >= self.total {
-            return Err(ApiError::Unavailable(
-                "too many live seat maps are open at this moment".to_owned(),
-            ));
+            return Err(self.what.full());
         }
         *total += 1;
         self.gauge.inc();
         per_client.insert(client.to_owned(), mine + 1);
-        Ok(StreamPlace {
+        Ok(Place {
             limits: self.clone(),
             client: client.to_owned(),
         })
     }
 }
 
-impl Drop for StreamPlace {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut open = self
             .limits
@@ -383,7 +587,7 @@ mod tests {
     #[test]
     fn streams_are_bounded_per_client_and_in_total_and_freed_on_drop() {
         let gauge = prometheus::IntGauge::new("streams", "open").unwrap();
-        let limits = StreamLimits::new(2, 3, gauge.clone());
+        let limits = Concurrency::new(Bounded::Streams, 2, 3, gauge.clone());
         let a1 = limits.open("a").unwrap();
         let _a2 = limits.open("a").unwrap();
         assert!(limits.open("a").is_err(), "a third for one client");
@@ -393,6 +597,120 @@ mod tests {
         assert_eq!(gauge.get(), 2);
         let _c1 = limits.open("c").unwrap();
         assert_eq!(gauge.get(), 3);
+    }
+
+    fn reads(rate: &str, capacity: usize) -> LocalBuckets {
+        let counter = prometheus::IntCounter::new("limited", "refused").unwrap();
+        LocalBuckets::with_capacity(rate.parse().unwrap(), capacity, counter)
+    }
+
+    #[test]
+    fn a_client_reads_its_burst_then_at_the_rate_and_others_are_apart() {
+        let limits = reads("2/s:3", 10);
+        let t0 = std::time::Instant::now();
+        for _ in 0..3 {
+            limits.take_at("a", t0).unwrap();
+        }
+        let wait = limits.take_at("a", t0).unwrap_err();
+        assert_eq!(wait, std::time::Duration::from_millis(500));
+        limits
+            .take_at("b", t0)
+            .expect("another client has its own bucket");
+        let later = t0 + std::time::Duration::from_millis(500);
+        limits
+            .take_at("a", later)
+            .expect("refilled after the wait it was told");
+        assert!(limits.take_at("a", later).is_err());
+        // A clock read earlier than the last one moves nothing back.
+        assert!(limits.take_at("a", t0).is_err());
+    }
+
+    #[test]
+    fn a_full_table_sweeps_idle_clients_and_newcomers_share_the_overflow() {
+        let limits = reads("1/s:2", 3);
+        let t0 = std::time::Instant::now();
+        for c in ["a", "b", "c"] {
+            limits.take_at(c, t0).unwrap();
+        }
+        // Full of active clients: the newcomers share one bucket of 2.
+        limits.take_at("d", t0).unwrap();
+        limits.take_at("e", t0).unwrap();
+        assert!(
+            limits.take_at("f", t0).is_err(),
+            "the overflow bucket is shared"
+        );
+        assert_eq!(limits.tracked(), 3);
+        // A second later a, b and c have refilled: swept, and d gets a bucket.
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        limits.take_at("d", t1).unwrap();
+        assert_eq!(limits.tracked(), 1);
+        assert!(limits.take_at("x", std::time::Instant::now()).is_ok());
+    }
+
+    #[test]
+    fn reads_off_take_nothing() {
+        let limits = reads("off", 1);
+        let t0 = std::time::Instant::now();
+        for i in 0..100 {
+            limits.take_at(&i.to_string(), t0).unwrap();
+        }
+        assert_eq!(limits.tracked(), 0);
+    }
+
+    #[test]
+    fn long_polls_are_refused_with_their_own_code() {
+        let gauge = prometheus::IntGauge::new("polls", "open").unwrap();
+        let limits = Concurrency::new(Bounded::LongPolls, 1, 5, gauge);
+        let _one = limits.open("buyer").unwrap();
+        let Err(ApiError::RateLimited { code, .. }) = limits.open("buyer") else {
+            panic!("a second long poll of one buyer was let through");
+        };
+        assert_eq!(code, "too_many_waits");
+    }
+
+    proptest! {
+        /// Over any calls from six clients at any (monotonic) times: the
+        /// table never holds more than its capacity; where every client
+        /// fits, none gets more than its burst plus the rate times the time
+        /// passed, and one told to wait gets a token once it has waited that
+        /// long; where they do not fit, all of them together get no more
+        /// than that per client plus one overflow bucket's worth (a client
+        /// swept out had a full bucket, so coming back with a new one gains
+        /// it nothing).
+        #[test]
+        fn local_buckets_never_exceed_the_rate(
+            calls in proptest::collection::vec((0usize..6, 0u64..400), 1..300),
+            capacity in 1usize..8,
+        ) {
+            let limits = reads("5/s:4", capacity);
+            let t0 = std::time::Instant::now();
+            let mut now = t0;
+            let mut taken = [0u32; 6];
+            for (client, step_ms) in calls {
+                now += std::time::Duration::from_millis(step_ms);
+                let key = client.to_string();
+                match limits.take_at(&key, now) {
+                    Ok(()) => taken[client] += 1,
+                    Err(wait) if capacity >= 6 => {
+                        prop_assert!(wait > std::time::Duration::ZERO);
+                        now += wait;
+                        prop_assert!(limits.take_at(&key, now).is_ok(), "refused after waiting as told");
+                        taken[client] += 1;
+                    }
+                    Err(_) => {}
+                }
+                prop_assert!(limits.tracked() <= capacity);
+            }
+            let bound = 4.0 + 5.0 * now.saturating_duration_since(t0).as_secs_f64() + 1e-6;
+            if capacity >= 6 {
+                for count in taken {
+                    prop_assert!(f64::from(count) <= bound, "{count} > {bound}");
+                }
+            } else {
+                let all: u32 = taken.iter().sum();
+                prop_assert!(f64::from(all) <= 7.0 * bound, "{all} > 7 x {bound}");
+            }
+        }
     }
 
     proptest! {

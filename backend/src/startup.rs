@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Signer;
 use crate::config::ApiConfig;
-use crate::limits::{Limiter, StreamLimits};
+use crate::limits::{Bounded, Concurrency, Limiter, LocalBuckets};
 use crate::listener::{self, SeatFeeds};
 use crate::routes;
 use crate::state::{ApiMetrics, AppState, Limits};
@@ -74,6 +74,7 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let limiter = Limiter::new(&config.redis.redis_prefix, metrics.registry())?;
     let state = web::Data::new(AppState {
         instance: instance.clone(),
         producer: producer.clone(),
@@ -96,7 +97,6 @@ pub async fn run(
         waiting_rooms: crate::waiting_room::WaitingRooms::default(),
         command_partitions: tokio::sync::OnceCell::new(),
         limits: Limits {
-            limiter: Limiter::new(&config.redis.redis_prefix, metrics.registry())?,
             trusted_proxies: config.trusted_proxies.clone(),
             address: config.limit_address,
             buyer: config.limit_buyer,
@@ -105,14 +105,32 @@ pub async fn run(
             sign_in: config.limit_sign_in,
             account_sign_in: config.limit_account_sign_in,
             waiting_room: config.limit_waiting_room,
-            streams: StreamLimits::new(config.streams_per_client, config.streams_max, {
-                let gauge = prometheus::IntGauge::new(
-                    "api_streams_open",
-                    "Live seat-map streams this instance has open",
-                )?;
-                metrics.registry().register(Box::new(gauge.clone()))?;
-                gauge
-            }),
+            streams: Concurrency::new(
+                Bounded::Streams,
+                config.streams_per_client,
+                config.streams_max,
+                register(
+                    metrics.registry(),
+                    prometheus::IntGauge::new(
+                        "api_streams_open",
+                        "Live seat-map streams this instance has open",
+                    )?,
+                )?,
+            ),
+            long_polls: Concurrency::new(
+                Bounded::LongPolls,
+                config.long_polls_per_buyer,
+                config.long_polls_max,
+                register(
+                    metrics.registry(),
+                    prometheus::IntGauge::new(
+                        "api_long_polls_waiting",
+                        "Long polls for a booking this instance has waiting",
+                    )?,
+                )?,
+            ),
+            reads: LocalBuckets::new(config.limit_reads, limiter.refusals("reads")),
+            limiter,
         },
     });
     let state_for_sweep = state.clone();
@@ -197,4 +215,13 @@ async fn sweep_sessions(state: web::Data<AppState>, shutdown: CancellationToken)
             },
         }
     }
+}
+
+/// Registers `metric` and hands it back.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &prometheus::Registry,
+    metric: M,
+) -> anyhow::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }

@@ -11,7 +11,7 @@ use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 
 use crate::admission::Admission;
 use crate::auth::Signer;
-use crate::limits::{Limiter, Rate, StreamLimits};
+use crate::limits::{Concurrency, Limiter, LocalBuckets, Rate};
 use crate::listener::SeatFeeds;
 use crate::waiters::Waiters;
 
@@ -53,7 +53,9 @@ pub struct Limits {
     pub sign_in: Rate,
     pub account_sign_in: Rate,
     pub waiting_room: Rate,
-    pub streams: Arc<StreamLimits>,
+    pub streams: Arc<Concurrency>,
+    pub long_polls: Arc<Concurrency>,
+    pub reads: LocalBuckets,
 }
 
 /// The API's own instruments.

@@ -398,6 +398,111 @@ async fn oversized_bodies_are_413_and_live_streams_are_bounded_per_network() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reads_are_limited_per_network_and_long_polls_per_buyer() {
+    let stack = Stack::with_apis(
+        "reads",
+        &[(
+            "api-1",
+            &[
+                ("BOXOFFICE_LIMIT_READS", "2/s:10"),
+                ("BOXOFFICE_LONG_POLLS_PER_BUYER", "2"),
+            ],
+        )],
+    )
+    .await;
+    let api = stack.api("api-1");
+    let event = stack.create_event(&api, 1, 2, 10, 600).await;
+    let read = |path: String, from: &str| {
+        send(
+            stack
+                .http
+                .get(format!("{api}{path}"))
+                .header("X-Forwarded-For", from),
+        )
+    };
+
+    // A scraper reloading the seat map and the event in a loop from one
+    // network: its burst of ten, then 429 with Retry-After, while another
+    // network reads on.
+    let scraper = "198.51.100.7";
+    let mut served = 0;
+    let refused = loop {
+        let path = if served % 2 == 0 {
+            format!("/api/events/{event}/seats")
+        } else {
+            format!("/api/events/{event}")
+        };
+        let answer = read(path, scraper).await;
+        if answer.0 != 200 {
+            break answer;
+        }
+        served += 1;
+        assert!(served <= 10, "more reads than the burst were served");
+    };
+    assert_eq!(served, 10);
+    assert_limited("the eleventh read", &refused);
+    for path in [
+        "/api/events".to_owned(),
+        format!("/api/events/{event}/seats/stream"),
+    ] {
+        let answer = read(path.clone(), scraper).await;
+        assert_limited(&path, &answer);
+    }
+    let other = read(format!("/api/events/{event}/seats"), "198.51.100.8").await;
+    assert_eq!(other.0, 200, "another network is served: {:?}", other.2);
+    // Told when to come back, and served then.
+    tokio::time::sleep(Duration::from_secs(refused.1.unwrap())).await;
+    let back = read(format!("/api/events/{event}/seats"), scraper).await;
+    assert_eq!(back.0, 200, "served after Retry-After: {:?}", back.2);
+
+    // Long polls: two per buyer wait here; a third is refused at once, not
+    // left hanging; another buyer still waits; once the two are answered
+    // the buyer may wait again.
+    let (_, buyer) = stack.buyer_token(&api).await;
+    let (_, other_buyer) = stack.buyer_token(&api).await;
+    let poll = |token: &str, from: &str| {
+        let url = format!("{api}/api/bookings/{}?wait_ms=3000", uuid::Uuid::new_v4());
+        send(
+            stack
+                .http
+                .get(url)
+                .bearer_auth(token.to_owned())
+                .header("X-Forwarded-For", from),
+        )
+    };
+    let started = Instant::now();
+    let waiting = tokio::spawn({
+        let (first, second) = (poll(&buyer, "203.0.113.1"), poll(&buyer, "203.0.113.2"));
+        async move { tokio::join!(first, second) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = poll(&buyer, "203.0.113.3").await;
+    assert_eq!(third.0, 429, "{:?}", third.2);
+    assert_eq!(third.2["code"], "too_many_waits");
+    assert!(
+        third.1.is_some_and(|s| s >= 1),
+        "Retry-After: {:?}",
+        third.1
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the third long poll was held instead of refused"
+    );
+    let elsewhere = poll(&other_buyer, "203.0.113.4").await;
+    assert_eq!(
+        elsewhere.2["code"], "unknown_booking",
+        "another buyer waits and is answered"
+    );
+    let (first, second) = waiting.await.unwrap();
+    for answer in [first, second] {
+        assert_eq!(answer.0, 404, "{:?}", answer.2);
+        assert_eq!(answer.2["code"], "unknown_booking");
+    }
+    let again = poll(&buyer, "203.0.113.5").await;
+    assert_eq!(again.2["code"], "unknown_booking", "the places were freed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_buyer_is_served_while_thousands_of_idle_and_slow_connections_are_open() {
     let stack = Stack::with_apis("slowloris", &[("api-1", &[])]).await;
     let api = stack.api("api-1");
@@ -432,6 +537,7 @@ async fn a_buyer_is_served_while_thousands_of_idle_and_slow_connections_are_open
     });
 
     // Meanwhile a buyer signs in, holds seats and pays, on time.
+    let started = Instant::now();
     let buyer = tokio::time::timeout(Duration::from_secs(20), async {
         let (_, token) = stack.buyer_token(&api).await;
         support::hold_and_pay(
@@ -447,6 +553,11 @@ async fn a_buyer_is_served_while_thousands_of_idle_and_slow_connections_are_open
     .await
     .expect("a buyer is served while the connections are held");
     assert_eq!(buyer["status"], "confirmed", "{buyer}");
+    eprintln!(
+        "[slowloris] with 1,500 idle and 1,500 slow connections open, a buyer signed in, held \
+         two seats and paid in {} ms",
+        started.elapsed().as_millis()
+    );
 
     // The server closes what never completes a request instead of holding
     // it forever: every connection gets an end of stream, a 408 or a reset;
@@ -469,11 +580,18 @@ async fn a_buyer_is_served_while_thousands_of_idle_and_slow_connections_are_open
         1500,
         "idle connections are closed by the server"
     );
+    let idle_closed = started.elapsed();
     let mut slow = dribble.await.unwrap();
     assert_eq!(
         closed_by_the_server(&mut slow, Duration::from_secs(30)).await,
         1500,
         "slow request heads are cut off by the server"
+    );
+    eprintln!(
+        "[slowloris] every idle connection closed by the server {} ms after the buyer started, \
+         every slow one {} ms after",
+        idle_closed.as_millis(),
+        started.elapsed().as_millis()
     );
 }
 

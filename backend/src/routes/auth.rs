@@ -108,8 +108,9 @@ pub async fn organizer(
     security(("bearer" = [])),
     responses((status = 200, body = Session),
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`: the session cannot be checked now", body = ErrorBody)))]
-pub async fn session(bearer: Bearer) -> Result<HttpResponse, ApiError> {
+pub async fn session(_: super::Read, bearer: Bearer) -> Result<HttpResponse, ApiError> {
     let c = bearer.0;
     Ok(HttpResponse::Ok().json(Session {
         role: c.role.name().to_owned(),

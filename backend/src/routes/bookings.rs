@@ -360,14 +360,23 @@ fn owned(buyer: &Buyer, found: Option<BookingView>) -> Result<Option<BookingView
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
         (status = 403, description = "`buyers_only`, `not_your_booking`", body = ErrorBody),
         (status = 404, description = "`unknown_booking` (not yet, after a 202: poll again); `not_found`: the id is not a UUID", body = ErrorBody),
-        (status = 503, description = "`unavailable`", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited`: too many reads from this network; `too_many_waits`: this buyer has as many long polls waiting here as it may; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the cache or storage is unreachable, or this instance has as many long polls waiting as it keeps", body = ErrorBody)))]
 pub async fn get(
+    _: super::Read,
     state: Data,
     buyer: Buyer,
     id: Path<Uuid>,
     wait: Query<Wait>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = Duration::from_millis(wait.wait_ms).min(state.long_poll_max);
+    // A long poll holds a task and a waiter here until it is answered:
+    // bounded per buyer and in all, freed when answered or abandoned.
+    let _place = if wait.is_zero() {
+        None
+    } else {
+        Some(state.limits.long_polls.open(&buyer.0.0.to_string())?)
+    };
     let started = Instant::now();
     let mut first = true;
     loop {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Answer, command, command_partitions, event, interactive_query};
+use super::{Answer, Read, command, command_partitions, event, interactive_query};
 use crate::auth::Organizer;
 use crate::error::ApiError;
 use crate::openapi::{
@@ -27,8 +27,9 @@ use crate::state::{AppState, Data};
 /// Every event, newest first.
 #[utoipa::path(get, path = "/api/events", tag = "events",
     responses((status = 200, body = EventList),
+        (status = 429, description = "`rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`: cache and storage unreachable", body = ErrorBody)))]
-pub async fn list(state: Data) -> Result<HttpResponse, ApiError> {
+pub async fn list(_: Read, state: Data) -> Result<HttpResponse, ApiError> {
     let mut views = cached_events(&state).await?;
     if views.is_none() {
         super::interactive_query::<serde_json::Value>(
@@ -102,8 +103,9 @@ async fn cached_events(state: &Data) -> Result<Option<Vec<EventView>>, ApiError>
     params(("id" = Uuid, Path, description = "event id")),
     responses((status = 200, body = EventView),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
-pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get(_: Read, state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(event(&state, *id).await?))
 }
 
@@ -113,8 +115,9 @@ pub async fn get(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> 
     params(("id" = Uuid, Path, description = "event id")),
     responses((status = 200, body = SeatMapView),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
-pub async fn seats(state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn seats(_: Read, state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     Ok(HttpResponse::Ok().json(seat_map(&state, &view).await?))
 }
@@ -179,8 +182,10 @@ async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, Api
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired`, `signed_out`, `guests_disabled`", body = ErrorBody),
         (status = 403, description = "`organizers_only`; `not_your_event`: another organizer's", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
 pub async fn stats(
+    _: Read,
     state: Data,
     organizer: Organizer,
     id: Path<Uuid>,

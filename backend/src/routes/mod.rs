@@ -110,6 +110,27 @@ pub fn client_of(state: &AppState, req: &HttpRequest) -> String {
     ))
 }
 
+/// A read, counted against its client's bucket on this instance
+/// (`BOXOFFICE_LIMIT_READS`, docs/front-door.md) before anything else of the
+/// request is looked at: the first argument of every read handler.
+pub struct Read;
+
+impl actix_web::FromRequest for Read {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(match req.app_data::<crate::state::Data>() {
+            Some(state) => state
+                .limits
+                .reads
+                .take(&client_of(state, req))
+                .map(|()| Self),
+            None => Ok(Self),
+        })
+    }
+}
+
 /// The bucket `scope` of the client behind `req`.
 fn client_check(state: &AppState, req: &HttpRequest, scope: Scope, rate: Rate) -> Check {
     Check {

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::{client_of, event};
+use super::{Read, client_of, event};
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
 use crate::state::Data;
@@ -23,9 +23,10 @@ use boxoffice_platform::views::SeatFeedMessage;
     params(("id" = Uuid, Path, description = "event id")),
     responses((status = 200, content_type = "text/event-stream", body = SeatFeedMessage),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
-        (status = 429, description = "`too_many_streams`: this network has as many open here as it may", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: this network has as many open here as it may; `rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`: the cache is unreachable, or this instance has as many streams open as it keeps", body = ErrorBody)))]
 pub async fn seats(
+    _: Read,
     state: Data,
     req: HttpRequest,
     id: Path<Uuid>,
