@@ -142,6 +142,9 @@ pub struct EventSummary {
     pub sale_state: String,
     pub on_sale: bool,
     pub capacity: usize,
+    /// Seats neither held nor sold now, from the cache (the seat map's
+    /// `free`, summed over the sections).
+    pub seats_left: usize,
     pub sale_opens_at: DateTime<Utc>,
     pub sale_closes_at: DateTime<Utc>,
     /// The organizer who runs the sale (the house organizer's id for events

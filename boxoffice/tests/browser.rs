@@ -292,3 +292,120 @@ async fn server_functions_refuse_other_sites_and_token_cookies_are_secure_over_h
         "behind an HTTPS proxy: {cookie}"
     );
 }
+
+/// A stadium-sized venue: `sections` sections (`S01`..) of `rows` rows of
+/// `seats` seats, two price categories, 50 seats per buyer.
+fn stadium(sections: usize, rows: usize, seats: usize) -> Value {
+    let sections: Vec<Value> = (1..=sections)
+        .map(|i| {
+            serde_json::json!({
+                "code": format!("S{i:02}"), "name": format!("Block {i}"),
+                "price_category": if i <= sections / 4 { "PREMIUM" } else { "STANDARD" },
+                "rows": (1..=rows).map(|r| serde_json::json!({ "label": r.to_string(), "seats": seats })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": "Stadium night",
+        "venue": { "name": "Test Stadium", "sections": sections },
+        "price_categories": [
+            { "code": "PREMIUM", "name": "Premium", "price_cents": 12900, "currency": "EUR" },
+            { "code": "STANDARD", "name": "Standard", "price_cents": 7900, "currency": "EUR" },
+        ],
+        "max_seats_per_buyer": 50,
+    })
+}
+
+/// Sells every seat of the sections given, two rows (50 seats) per buyer,
+/// sixteen buyers at a time; waits until the seat map shows them sold.
+async fn sell_sections(stack: &Stack, api: &str, event: &str, codes: &[String], rows: usize) {
+    use futures::StreamExt;
+    let orders: Vec<(String, Vec<String>)> = codes
+        .iter()
+        .flat_map(|code| {
+            (1..=rows).step_by(2).map(move |r| {
+                let seats = [r, r + 1]
+                    .iter()
+                    .flat_map(|row| (1..=25).map(move |n| format!("{code}-{row}-{n}")))
+                    .collect();
+                (format!("fill-{code}-{r}"), seats)
+            })
+        })
+        .collect();
+    let count = orders.len();
+    futures::stream::iter(orders)
+        .for_each_concurrent(16, |(key, seats)| async move {
+            let (_, token) = stack.buyer_token(api).await;
+            support::hold_and_pay(
+                stack,
+                api,
+                event,
+                &token,
+                &key,
+                serde_json::json!({ "seats": seats }),
+            )
+            .await;
+        })
+        .await;
+    eprintln!("[browser] sold {count} orders of 50 seats in {codes:?}");
+}
+
+/// Issue 15: the seat map at stadium size. 20,000 seats in 40 sections;
+/// all but two sold. A buyer on a phone finds a section with seats left on
+/// the overview, zooms in, picks two seats by touch and by keyboard, holds
+/// and pays; a second browser sees them turn sold live; the event list says
+/// "few left", then "sold out" once the rest is sold.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_buyer_finds_seats_on_a_stadium_overview_and_books_while_the_list_tells_the_truth()
+{
+    let (stack, dashboard, api) = system("browser-stadium").await;
+    let organizer = stack.organizer_token(&api).await;
+    let (sections, rows, seats) = (40, 20, 25);
+    let event = stack
+        .create_event_with(&api, &organizer, stadium(sections, rows, seats))
+        .await;
+    let sold: Vec<String> = (1..=sections - 2).map(|i| format!("S{i:02}")).collect();
+    sell_sections(&stack, &api, &event, &sold, rows).await;
+    let (_, map) = stack.seat_map(&api, &event).await;
+    let free: u64 = map["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["free"].as_u64().unwrap())
+        .sum();
+    assert_eq!(free, 1_000, "two sections left free");
+    let shots = screenshots();
+    let summary = node(
+        &stack,
+        "stadium.mjs",
+        &[&dashboard, &api, &event, &shots.display().to_string()],
+    );
+    eprintln!("[browser] {summary}; screenshots in {}", shots.display());
+    let picked: Vec<String> = summary["paid"]
+        .as_array()
+        .expect("seats paid for")
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(picked.len(), 2, "{summary}");
+    assert!(
+        picked
+            .iter()
+            .all(|s| s.starts_with("S39-") || s.starts_with("S40-")),
+        "seats from a section with seats left: {picked:?}"
+    );
+    assert_eq!(summary["second_browser_saw_sold"], true);
+    assert!(
+        summary["listed_few_left"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Few left: 998 seats")),
+        "{summary}"
+    );
+    assert_eq!(summary["listed_sold_out"], "Sold out", "{summary}");
+    let (_, map) = stack.seat_map(&api, &event).await;
+    for seat in &picked {
+        assert_eq!(map["seats"][seat], "sold", "{seat}");
+    }
+    let taken = map["seats"].as_object().unwrap().len();
+    assert_eq!(taken, sections * rows * seats, "every seat sold or held");
+}

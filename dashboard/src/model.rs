@@ -12,19 +12,53 @@ pub struct EventCard {
     pub starts_at: String,
     pub on_sale: bool,
     pub capacity: u64,
+    /// `scheduled`, `open` or `closed`.
+    pub sale_state: String,
+    /// When the sale opens, in words (`2026-12-24 18:00`, UTC).
+    pub sale_opens: String,
+    /// Seats neither held nor sold now.
+    pub seats_left: u64,
 }
 
-/// One seat of the layout; its state lives in [`SeatStates`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SeatView {
-    pub id: String,
-    pub number: u32,
+/// Few seats left: at most this share of the venue, or 10 seats.
+pub const FEW_LEFT_SHARE: u64 = 10;
+
+impl EventCard {
+    /// What the list tells buyers about the sale: a class for the badge
+    /// and the words.
+    pub fn availability(&self) -> (&'static str, String) {
+        let left = self.seats_left;
+        let seats = |n: u64| {
+            if n == 1 {
+                "1 seat".to_owned()
+            } else {
+                format!("{n} seats")
+            }
+        };
+        match (self.sale_state.as_str(), self.on_sale) {
+            ("closed", false) => ("badge", "Sale closed".to_owned()),
+            (_, false) => (
+                "badge soon",
+                format!("Not on sale yet: opens {} UTC", self.sale_opens),
+            ),
+            _ if left == 0 => ("badge sold-out", "Sold out".to_owned()),
+            _ if left <= (self.capacity / FEW_LEFT_SHARE).max(10) => (
+                "badge few",
+                format!("Few left: {} of {}", seats(left), self.capacity),
+            ),
+            _ => (
+                "badge open",
+                format!("On sale: {} left of {}", seats(left), self.capacity),
+            ),
+        }
+    }
 }
 
+/// A row of the layout: seats numbered `1..=seats`, each `SECTION-ROW-N`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RowView {
     pub label: String,
-    pub seats: Vec<SeatView>,
+    pub seats: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,14 +66,82 @@ pub struct SectionView {
     pub code: String,
     pub name: String,
     pub category: String,
+    /// The category's place in the event's list: its colour on the map.
+    pub category_index: usize,
     /// Price of one seat, formatted (`89.00 EUR`).
     pub price: String,
     pub capacity: u64,
     pub rows: Vec<RowView>,
 }
 
+impl SectionView {
+    /// The seat ids of row `row`, left to right.
+    pub fn seat_ids<'a>(&'a self, row: &'a RowView) -> impl Iterator<Item = String> + 'a {
+        (1..=row.seats).map(move |n| format!("{}-{}-{n}", self.code, row.label))
+    }
+}
+
 /// Held or sold seats by id (`A-1-5` -> `held`); absent seats are free.
 pub type SeatStates = std::collections::HashMap<String, String>;
+
+/// The section of a seat id (`A` of `A-1-5`): codes never hold a `-`.
+pub fn section_of(seat: &str) -> &str {
+    seat.split_once('-').map_or(seat, |(s, _)| s)
+}
+
+/// Held and sold seats per section, from the seat states.
+pub fn tally(states: &SeatStates) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut counts = std::collections::HashMap::<String, (u64, u64)>::new();
+    for (seat, status) in states {
+        let entry = counts.entry(section_of(seat).to_owned()).or_default();
+        if status == "sold" {
+            entry.1 += 1;
+        } else {
+            entry.0 += 1;
+        }
+    }
+    counts
+}
+
+/// The seat states in a form that stays small at stadium size: per section,
+/// one character per seat in layout order (`.` free, `h` held, `s` sold).
+/// Seats the layout does not have are left out.
+pub fn encode_states(sections: &[SectionView], states: &SeatStates) -> Vec<String> {
+    sections
+        .iter()
+        .map(|s| {
+            s.rows
+                .iter()
+                .flat_map(|r| s.seat_ids(r))
+                .map(|id| match states.get(&id).map(String::as_str) {
+                    None => '.',
+                    Some("sold") => 's',
+                    Some(_) => 'h',
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// [`encode_states`] read back; what does not fit the layout is ignored.
+pub fn decode_states(sections: &[SectionView], codes: &[String]) -> SeatStates {
+    let mut states = SeatStates::new();
+    for (s, code) in sections.iter().zip(codes) {
+        let ids = s.rows.iter().flat_map(|r| s.seat_ids(r));
+        for (id, c) in ids.zip(code.chars()) {
+            match c {
+                's' => {
+                    states.insert(id, "sold".to_owned());
+                }
+                'h' => {
+                    states.insert(id, "held".to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    states
+}
 
 /// An event's layout and the state of its seats when the page was made.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,7 +157,11 @@ pub struct EventPageData {
     /// Currency of every price of the event (ISO 4217).
     pub currency: String,
     pub sections: Vec<SectionView>,
-    pub states: SeatStates,
+    /// The price categories' names and prices, in the event's order (the
+    /// map's legend).
+    pub categories: Vec<(String, String)>,
+    /// The seats' states when the page was made ([`encode_states`]).
+    pub states: Vec<String>,
     /// Buyers admitted per minute, when the sale has a waiting room.
     pub waiting_room_per_minute: Option<u64>,
 }
@@ -312,6 +418,118 @@ mod tests {
         assert_eq!(duration_words(600_000), "10 min");
         assert_eq!(duration_words(90_000), "1 min 30 s");
         assert_eq!(duration_words(4_000), "4 s");
+    }
+
+    fn section(code: &str, rows: &[(&str, u32)]) -> SectionView {
+        SectionView {
+            code: code.to_owned(),
+            name: format!("Section {code}"),
+            category: "Standard".to_owned(),
+            category_index: 0,
+            price: "79.00 EUR".to_owned(),
+            capacity: rows.iter().map(|(_, n)| u64::from(*n)).sum(),
+            rows: rows
+                .iter()
+                .map(|(label, seats)| RowView {
+                    label: (*label).to_owned(),
+                    seats: *seats,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn seat_states_travel_as_one_character_per_seat() {
+        let sections = vec![
+            section("A", &[("1", 3), ("2", 2)]),
+            section("B_2", &[("AA", 2)]),
+        ];
+        let mut states = SeatStates::new();
+        states.insert("A-1-2".into(), "held".into());
+        states.insert("A-2-2".into(), "sold".into());
+        states.insert("B_2-AA-1".into(), "sold".into());
+        // Not in the layout: left out.
+        states.insert("C-1-1".into(), "sold".into());
+        let codes = encode_states(&sections, &states);
+        assert_eq!(codes, vec![".h..s".to_owned(), "s.".to_owned()]);
+        states.remove("C-1-1");
+        assert_eq!(decode_states(&sections, &codes), states);
+        // Too short, too long or garbled codes read what fits.
+        let odd = decode_states(&sections, &["sx".to_owned()]);
+        assert_eq!(odd.len(), 1);
+        assert_eq!(tally(&states).get("A"), Some(&(1, 1)));
+        assert_eq!(tally(&states).get("B_2"), Some(&(0, 1)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_seat_states_round_trip(
+            rows in proptest::collection::vec(1u32..30, 1..6),
+            marks in proptest::collection::vec(0u8..3, 0..200),
+        ) {
+            let layout: Vec<(String, u32)> = rows.iter().enumerate().map(|(i, n)| (format!("R{i}"), *n)).collect();
+            let borrowed: Vec<(&str, u32)> = layout.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+            let sections = vec![section("A", &borrowed), section("B", &borrowed)];
+            let ids: Vec<String> = sections.iter().flat_map(|s| s.rows.iter().flat_map(|r| s.seat_ids(r)).collect::<Vec<_>>()).collect();
+            let mut states = SeatStates::new();
+            for (id, m) in ids.iter().zip(marks) {
+                match m {
+                    1 => { states.insert(id.clone(), "held".into()); }
+                    2 => { states.insert(id.clone(), "sold".into()); }
+                    _ => {}
+                }
+            }
+            let codes = encode_states(&sections, &states);
+            proptest::prop_assert_eq!(codes.iter().map(String::len).sum::<usize>(), ids.len());
+            proptest::prop_assert_eq!(decode_states(&sections, &codes), states);
+        }
+    }
+
+    #[test]
+    fn the_list_tells_the_truth_about_each_sale() {
+        let card = |state: &str, on_sale: bool, left: u64| EventCard {
+            id: "e".into(),
+            name: "n".into(),
+            venue: "v".into(),
+            starts_at: "s".into(),
+            on_sale,
+            capacity: 20_000,
+            sale_state: state.into(),
+            sale_opens: "2026-12-24 18:00".into(),
+            seats_left: left,
+        };
+        assert_eq!(
+            card("open", true, 15_000).availability().1,
+            "On sale: 15000 seats left of 20000"
+        );
+        assert_eq!(
+            card("open", true, 2_000).availability(),
+            ("badge few", "Few left: 2000 seats of 20000".to_owned())
+        );
+        assert_eq!(
+            card("open", true, 1).availability().1,
+            "Few left: 1 seat of 20000"
+        );
+        assert_eq!(
+            card("open", true, 0).availability(),
+            ("badge sold-out", "Sold out".to_owned())
+        );
+        assert_eq!(
+            card("scheduled", false, 20_000).availability().1,
+            "Not on sale yet: opens 2026-12-24 18:00 UTC"
+        );
+        assert_eq!(card("closed", false, 5).availability().1, "Sale closed");
+        // A small hall: few left means ten seats or fewer.
+        let small = EventCard {
+            capacity: 60,
+            ..card("open", true, 10)
+        };
+        assert_eq!(small.availability().0, "badge few");
+        let small = EventCard {
+            capacity: 60,
+            ..card("open", true, 11)
+        };
+        assert_eq!(small.availability().0, "badge open");
     }
 
     #[test]

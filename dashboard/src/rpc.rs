@@ -26,9 +26,10 @@ pub async fn event_page(id: String) -> Result<EventPageData, ServerFnError> {
         .map_err(ServerFnError::new)
 }
 
-/// The state of every taken seat now.
+/// The state of every seat now, one character per seat
+/// (`crate::model::encode_states`).
 #[server(prefix = "/rpc", endpoint = "seat_states")]
-pub async fn seat_states(id: String) -> Result<crate::model::SeatStates, ServerFnError> {
+pub async fn seat_states(id: String) -> Result<Vec<String>, ServerFnError> {
     crate::server::api::seat_states(&id)
         .await
         .map_err(ServerFnError::new)

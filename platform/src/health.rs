@@ -145,6 +145,22 @@ pub fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
+    serve_with(port, metrics, readiness, routes_of_role, false)
+}
+
+/// [`serve`], with every response compressed for clients that accept it
+/// (`compress`) unless it sets its own `Content-Encoding` (a stream of
+/// server-sent events sets `identity`: compressed, it would be held back).
+pub fn serve_with<F>(
+    port: u16,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    routes_of_role: F,
+    compress: bool,
+) -> anyhow::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     watch_dependencies(&metrics, readiness.clone())?;
     let metrics = web::Data::from(metrics);
     let readiness = web::Data::new(readiness);
@@ -152,6 +168,10 @@ where
         actix_web::App::new()
             .app_data(metrics.clone())
             .app_data(readiness.clone())
+            .wrap(actix_web::middleware::Condition::new(
+                compress,
+                actix_web::middleware::Compress::default(),
+            ))
             .wrap(actix_web::middleware::from_fn(crate::metrics::track_http))
             .configure(routes)
             .configure(routes_of_role.clone())

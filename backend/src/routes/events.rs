@@ -40,13 +40,16 @@ pub async fn list(_: Read, state: Data) -> Result<HttpResponse, ApiError> {
         .await?;
         views = cached_events(&state).await?;
     }
+    let views = views.unwrap_or_default();
+    let taken = taken_per_event(&state, &views).await?;
     let now = now_ms();
     let events = views
-        .unwrap_or_default()
         .into_iter()
-        .map(|v| {
+        .zip(taken)
+        .map(|(v, taken)| {
             let v = v.refreshed(now);
             EventSummary {
+                seats_left: v.capacity.saturating_sub(taken),
                 id: v.id.0,
                 name: v.name,
                 starts_at: v.starts_at,
@@ -64,6 +67,34 @@ pub async fn list(_: Read, state: Data) -> Result<HttpResponse, ApiError> {
         })
         .collect();
     Ok(HttpResponse::Ok().json(EventList { events }))
+}
+
+/// Seats held or sold per event, from the cache: one pipelined `HLEN` per
+/// section of every event listed.
+async fn taken_per_event(state: &Data, views: &[EventView]) -> Result<Vec<usize>, ApiError> {
+    if views.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = state
+        .redis
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut pipe = redis::pipe();
+    for v in views {
+        for s in &v.spec.venue.sections {
+            pipe.hlen(state.keys.section_seats(v.id, s.code.as_str()));
+        }
+    }
+    let lens: Vec<usize> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut lens = lens.into_iter();
+    Ok(views
+        .iter()
+        .map(|v| lens.by_ref().take(v.spec.venue.sections.len()).sum())
+        .collect())
 }
 
 /// The cached events, or `None` when the index is missing from Redis.

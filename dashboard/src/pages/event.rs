@@ -9,13 +9,13 @@ use leptos_router::hooks::use_params_map;
 
 use crate::app::{Notice, error_text, every, fresh_key, now_ms};
 use crate::model::{
-    BookingInfo, BuyerAnswer, EventPageData, RoomStanding, SeatRequest, countdown, money,
+    BookingInfo, BuyerAnswer, EventPageData, RoomStanding, SeatRequest, countdown, decode_states,
+    money,
 };
 use crate::rpc::{
-    await_booking, cancel_booking, confirm_booking, event_page, request_seats, seat_states,
-    waiting_room,
+    await_booking, cancel_booking, confirm_booking, event_page, request_seats, waiting_room,
 };
-use crate::seatmap::{SeatMap, follow_feed};
+use crate::seatmap::{SeatMap, first_with_seats, follow_feed, resync};
 
 #[component]
 pub fn EventPage() -> impl IntoView {
@@ -165,13 +165,16 @@ fn active(b: &BookingInfo) -> bool {
 #[component]
 fn Booking(page: EventPageData) -> impl IntoView {
     let event = page.id.clone();
-    let states = RwSignal::new(page.states.clone());
+    let initial = decode_states(&page.sections, &page.states);
+    let first_section = first_with_seats(&page.sections, &initial);
+    let states = RwSignal::new(initial);
+    let sections = StoredValue::new(page.sections.clone());
     let picked = RwSignal::new(Vec::<String>::new());
     let booking = RwSignal::new(None::<BookingInfo>);
     let message = RwSignal::new(None::<(bool, String)>);
     let live = RwSignal::new(false);
     let now = RwSignal::new(now_ms());
-    follow_feed(event.clone(), states, live);
+    follow_feed(event.clone(), sections, states, live);
     every(Duration::from_secs(1), move || now.set(now_ms()));
     // Seats taken by others meanwhile leave the pick, and the buyer is told.
     Effect::new(move |_| {
@@ -194,14 +197,7 @@ fn Booking(page: EventPageData) -> impl IntoView {
     // After every answer the map is read again: the live feed may lag.
     let resync = {
         let event = event.clone();
-        move || {
-            let event = event.clone();
-            leptos::task::spawn_local(async move {
-                if let Ok(s) = seat_states(event).await {
-                    states.set(s);
-                }
-            });
-        }
+        move || resync(event.clone(), sections, states)
     };
     let mine = Signal::derive(move || {
         booking
@@ -336,8 +332,6 @@ fn Booking(page: EventPageData) -> impl IntoView {
         expiry_checks.set_value((id.clone(), at, made + 1));
         wait.dispatch(id);
     });
-    let sections = page.sections.clone();
-    let first_section = sections.first().map(|s| s.code.clone()).unwrap_or_default();
     let best_section = RwSignal::new(first_section);
     let best_quantity = RwSignal::new(2u16.min(page.max_seats.max(1) as u16));
     let max = page.max_seats;
@@ -363,8 +357,9 @@ fn Booking(page: EventPageData) -> impl IntoView {
         }>
             <label>
                 "Section"
-                <select id="best-section" on:change=move |ev| best_section.set(event_target_value(&ev))>
-                    {sections
+                <select id="best-section" prop:value=move || best_section.get()
+                    on:change=move |ev| best_section.set(event_target_value(&ev))>
+                    {page.sections
                         .iter()
                         .map(|s| view! { <option value=s.code.clone()>{format!("{} ({})", s.name, s.price)}</option> })
                         .collect_view()}
@@ -383,7 +378,8 @@ fn Booking(page: EventPageData) -> impl IntoView {
             <button id="best" class="secondary" type="submit" disabled=busy>"Find the best seats"</button>
         </form>
         <p class="muted">"Or pick seats on the map:"</p>
-        <SeatMap sections=page.sections states picked mine interactive=true/>
+        <SeatMap sections=page.sections categories=page.categories states picked mine
+            focus=best_section interactive=true/>
         <div class="bar">
             // Rebuilt only when the held booking changes, so the buttons keep
             // keyboard focus while the countdown ticks.

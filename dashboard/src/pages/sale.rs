@@ -10,9 +10,9 @@ use leptos_router::hooks::use_params_map;
 use super::sign_in::OrganizersOnly;
 use crate::app::{Notice, error_text, every};
 use crate::charts::{HISTORY, Sparkline, push_bounded};
-use crate::model::{NOT_YOUR_EVENT, SaleStats};
+use crate::model::{NOT_YOUR_EVENT, SaleStats, decode_states};
 use crate::rpc::{event_page, live_sale, set_sale};
-use crate::seatmap::{SeatMap, follow_feed};
+use crate::seatmap::{SeatMap, first_with_seats, follow_feed};
 
 #[component]
 pub fn SalePage() -> impl IntoView {
@@ -159,12 +159,15 @@ fn SaleView() -> impl IntoView {
             {move || Suspend::new(async move {
                 match layout.await {
                     Ok(p) => {
-                        let states = RwSignal::new(p.states.clone());
+                        let initial = decode_states(&p.sections, &p.states);
+                        let focus = RwSignal::new(first_with_seats(&p.sections, &initial));
+                        let states = RwSignal::new(initial);
                         let live = RwSignal::new(false);
-                        follow_feed(p.id.clone(), states, live);
+                        follow_feed(p.id.clone(), StoredValue::new(p.sections.clone()), states, live);
                         view! {
-                            <SeatMap sections=p.sections states picked=RwSignal::new(Vec::new())
-                                mine=Signal::derive(Vec::new) interactive=false/>
+                            <SeatMap sections=p.sections categories=p.categories states
+                                picked=RwSignal::new(Vec::new()) mine=Signal::derive(Vec::new)
+                                focus interactive=false/>
                         }.into_any()
                     }
                     Err(e) => view! { <Notice ok=false text=error_text(&e)/> }.into_any(),

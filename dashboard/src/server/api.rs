@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::model::{
     BookingInfo, BuyerAnswer, EventCard, EventPageData, NewEvent, RoomStanding, RowView, SaleStats,
-    SeatRequest, SeatView, SectionView, duration_words, money, parse_money,
+    SeatRequest, SectionView, duration_words, encode_states, money, parse_money,
 };
 
 const BUYER_COOKIE: &str = "bx_buyer";
@@ -445,8 +445,84 @@ fn event_cards(body: &Value, keep: impl Fn(&Value) -> bool) -> Vec<EventCard> {
             starts_at: short_time(e["starts_at"].as_str().unwrap_or_default()),
             on_sale: e["on_sale"].as_bool().unwrap_or(false),
             capacity: e["capacity"].as_u64().unwrap_or(0),
+            sale_state: e["sale_state"].as_str().unwrap_or_default().to_owned(),
+            sale_opens: short_time(e["sale_opens_at"].as_str().unwrap_or_default()),
+            seats_left: e["seats_left"].as_u64().unwrap_or(0),
         })
         .collect()
+}
+
+/// An event's layout as the map draws it: it never changes once the
+/// event exists, so it is kept here (for the last 1,000 events asked for)
+/// and a page or a resync costs one read of the seat states only.
+static LAYOUTS: std::sync::Mutex<
+    Option<std::collections::HashMap<String, std::sync::Arc<Vec<SectionView>>>>,
+> = std::sync::Mutex::new(None);
+
+/// The sections of `spec`, drawn from the venue layout.
+fn layout_of(spec: &Value) -> Vec<SectionView> {
+    let categories: Vec<&Value> = spec["price_categories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    spec["venue"]["sections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let wanted = s["price_category"].as_str().unwrap_or_default();
+            let category_index = categories
+                .iter()
+                .position(|c| c["code"] == wanted)
+                .unwrap_or(0);
+            let c = categories
+                .get(category_index)
+                .copied()
+                .unwrap_or(&Value::Null);
+            let rows: Vec<RowView> = s["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| RowView {
+                    label: r["label"].as_str().unwrap_or_default().to_owned(),
+                    seats: u32::try_from(r["seats"].as_u64().unwrap_or(0)).unwrap_or(0),
+                })
+                .collect();
+            SectionView {
+                code: s["code"].as_str().unwrap_or_default().to_owned(),
+                name: s["name"].as_str().unwrap_or_default().to_owned(),
+                category: c["name"].as_str().unwrap_or_default().to_owned(),
+                category_index,
+                price: money(
+                    c["price_cents"].as_i64().unwrap_or(0),
+                    c["currency"].as_str().unwrap_or_default(),
+                ),
+                capacity: rows.iter().map(|r| u64::from(r.seats)).sum(),
+                rows,
+            }
+        })
+        .collect()
+}
+
+fn remember_layout(id: &str, layout: std::sync::Arc<Vec<SectionView>>) {
+    let mut layouts = LAYOUTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let layouts = layouts.get_or_insert_with(Default::default);
+    if layouts.len() >= 1_000 {
+        layouts.clear();
+    }
+    layouts.insert(id.to_owned(), layout);
+}
+
+fn known_layout(id: &str) -> Option<std::sync::Arc<Vec<SectionView>>> {
+    LAYOUTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()?
+        .get(id)
+        .cloned()
 }
 
 pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
@@ -457,54 +533,23 @@ pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
     let (event, seats) = futures::join!(get_ok(&event_path, None), get_ok(&seats_path, None));
     let (event, seats) = (event?, seats?);
     let spec = &event["spec"];
-    let category = |code: &str| {
-        spec["price_categories"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["code"] == code)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let sections = spec["venue"]["sections"]
+    let sections = std::sync::Arc::new(layout_of(spec));
+    remember_layout(id, sections.clone());
+    let states = encode_states(&sections, &taken_seats(&seats));
+    let categories = spec["price_categories"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|s| {
-            let code = s["code"].as_str().unwrap_or_default().to_owned();
-            let c = category(s["price_category"].as_str().unwrap_or_default());
-            let rows: Vec<RowView> = s["rows"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    let label = r["label"].as_str().unwrap_or_default().to_owned();
-                    let count = r["seats"].as_u64().unwrap_or(0) as u32;
-                    RowView {
-                        seats: (1..=count)
-                            .map(|number| SeatView {
-                                id: format!("{code}-{label}-{number}"),
-                                number,
-                            })
-                            .collect(),
-                        label,
-                    }
-                })
-                .collect();
-            SectionView {
-                name: s["name"].as_str().unwrap_or_default().to_owned(),
-                category: c["name"].as_str().unwrap_or_default().to_owned(),
-                price: money(
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                money(
                     c["price_cents"].as_i64().unwrap_or(0),
                     c["currency"].as_str().unwrap_or_default(),
                 ),
-                capacity: rows.iter().map(|r| r.seats.len() as u64).sum(),
-                code,
-                rows,
-            }
+            )
         })
         .collect();
-    let states = taken_seats(&seats);
     Ok(EventPageData {
         id: id.to_owned(),
         name: event["name"].as_str().unwrap_or_default().to_owned(),
@@ -520,7 +565,8 @@ pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
             .as_str()
             .unwrap_or_default()
             .to_owned(),
-        sections,
+        sections: sections.to_vec(),
+        categories,
         states,
         waiting_room_per_minute: spec["waiting_room"]["admissions_per_minute"].as_u64(),
     })
@@ -535,10 +581,20 @@ fn taken_seats(seats: &Value) -> crate::model::SeatStates {
         .collect()
 }
 
-pub async fn seat_states(id: &str) -> anyhow::Result<crate::model::SeatStates> {
-    Ok(taken_seats(
-        &get_ok(&format!("/api/events/{id}/seats"), None).await?,
-    ))
+/// The seat states now, encoded as the page keeps them
+/// ([`encode_states`]): a few bytes per seat even when a stadium is sold.
+pub async fn seat_states(id: &str) -> anyhow::Result<Vec<String>> {
+    let layout = match known_layout(id) {
+        Some(layout) => layout,
+        None => {
+            let event = get_ok(&format!("/api/events/{id}"), None).await?;
+            let layout = std::sync::Arc::new(layout_of(&event["spec"]));
+            remember_layout(id, layout.clone());
+            layout
+        }
+    };
+    let seats = get_ok(&format!("/api/events/{id}/seats"), None).await?;
+    Ok(encode_states(&layout, &taken_seats(&seats)))
 }
 
 /// A booking view from the API as the page shows it, with the sentence for it.

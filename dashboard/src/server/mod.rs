@@ -113,6 +113,8 @@ async fn live_seats(req: actix_web::HttpRequest, id: web::Path<String>) -> HttpR
     match upstream {
         Ok(res) if res.status().is_success() => HttpResponse::Ok()
             .insert_header(("Content-Type", "text/event-stream"))
+            // Not compressed: each event must leave as it comes.
+            .insert_header(("Content-Encoding", "identity"))
             .insert_header(("Cache-Control", "no-cache"))
             .insert_header(("X-Accel-Buffering", "no"))
             .streaming(
@@ -185,25 +187,29 @@ pub async fn run(
         .site_addr(std::net::SocketAddr::from(([0, 0, 0, 0], config.port)))
         .build();
     let routes = generate_route_list(App);
-    let server = health::serve(config.port, metrics, readiness, move |cfg| {
-        let opts = options.clone();
-        cfg.app_data(web::Data::new(opts.clone()))
-            .route("/live/events/{id}", web::get().to(live_seats))
-            // Server functions, behind the CSRF guard; registered before
-            // leptos_routes, which would register them unguarded.
-            .service(
-                web::scope("/rpc")
-                    .wrap(actix_web::middleware::from_fn(csrf_guard))
-                    .route("/{name:.*}", leptos_actix::handle_server_fns()),
-            )
-            // The wasm client compresses to about a third.
-            .service(
-                web::scope("/pkg")
-                    .wrap(actix_web::middleware::Compress::default())
-                    .service(Files::new("", pkg.clone()).use_etag(true)),
-            )
-            .leptos_routes(routes.clone(), move || shell(opts.clone()));
-    })?;
+    // Pages, server functions and the wasm client go out compressed (the
+    // client to about a third, a stadium's page far more); the live feed
+    // relay opts out.
+    let server = health::serve_with(
+        config.port,
+        metrics,
+        readiness,
+        move |cfg| {
+            let opts = options.clone();
+            cfg.app_data(web::Data::new(opts.clone()))
+                .route("/live/events/{id}", web::get().to(live_seats))
+                // Server functions, behind the CSRF guard; registered before
+                // leptos_routes, which would register them unguarded.
+                .service(
+                    web::scope("/rpc")
+                        .wrap(actix_web::middleware::from_fn(csrf_guard))
+                        .route("/{name:.*}", leptos_actix::handle_server_fns()),
+                )
+                .service(web::scope("/pkg").service(Files::new("", pkg.clone()).use_etag(true)))
+                .leptos_routes(routes.clone(), move || shell(opts.clone()));
+        },
+        true,
+    )?;
     tracing::info!(
         port = config.port,
         api = %config.api_url,
