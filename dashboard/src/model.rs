@@ -390,7 +390,7 @@ pub fn countdown(deadline_ms: i64, now_ms: i64) -> Option<String> {
 pub const NOT_YOUR_EVENT: &str = "This event belongs to another organizer.";
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -420,7 +420,8 @@ mod tests {
         assert_eq!(duration_words(4_000), "4 s");
     }
 
-    fn section(code: &str, rows: &[(&str, u32)]) -> SectionView {
+    /// A section of `rows` (label, seats) for tests.
+    pub(crate) fn section(code: &str, rows: &[(&str, u32)]) -> SectionView {
         SectionView {
             code: code.to_owned(),
             name: format!("Section {code}"),

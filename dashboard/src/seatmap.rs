@@ -44,6 +44,8 @@ pub struct Zone {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arrangement {
     pub zones: Vec<Zone>,
+    /// Rings of sections: a small hall's overview is drawn smaller.
+    pub rings: usize,
     /// x, y, width, height of the stage.
     pub stage: (f64, f64, f64, f64),
     pub width: f64,
@@ -110,6 +112,7 @@ pub fn arrange(sections: usize) -> Arrangement {
     }
     Arrangement {
         zones,
+        rings: rings.len(),
         stage: (cx - 90.0, 10.0, 180.0, 50.0),
         width,
         height: cy + outer + 20.0,
@@ -266,6 +269,7 @@ fn Overview(
     let (sx, sy, sw, sh) = plan.stage;
     view! {
         <svg class="overview" viewBox=format!("0 0 {:.0} {:.0}", plan.width, plan.height)
+            style=format!("max-width: {}rem", (16 + 7 * plan.rings).min(56))
             role="group" aria-label="Venue overview: pick a section">
             <rect class="stage" x=sx y=sy width=sw height=sh rx="6"/>
             <text class="stage-label" x=sx + sw / 2.0 y=sy + sh / 2.0 + 6.0>"STAGE"</text>
@@ -612,25 +616,16 @@ pub fn follow_feed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::RowView;
 
+    /// A section of rows labelled 1.. with these many seats.
     fn section(code: &str, rows: &[u32]) -> SectionView {
-        SectionView {
-            code: code.to_owned(),
-            name: format!("Section {code}"),
-            category: "Standard".to_owned(),
-            category_index: 0,
-            price: "79.00 EUR".to_owned(),
-            capacity: rows.iter().map(|n| u64::from(*n)).sum(),
-            rows: rows
-                .iter()
-                .enumerate()
-                .map(|(i, n)| RowView {
-                    label: (i + 1).to_string(),
-                    seats: *n,
-                })
-                .collect(),
-        }
+        let labels: Vec<String> = (1..=rows.len()).map(|i| i.to_string()).collect();
+        let rows: Vec<(&str, u32)> = labels
+            .iter()
+            .map(String::as_str)
+            .zip(rows.iter().copied())
+            .collect();
+        crate::model::tests::section(code, &rows)
     }
 
     #[test]

@@ -69,17 +69,22 @@ pub async fn list(_: Read, state: Data) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(EventList { events }))
 }
 
+/// A connection to the cache, or `503` when there is none.
+async fn cache(state: &AppState) -> Result<deadpool_redis::Connection, ApiError> {
+    state
+        .redis
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))
+}
+
 /// Seats held or sold per event, from the cache: one pipelined `HLEN` per
 /// section of every event listed.
 async fn taken_per_event(state: &Data, views: &[EventView]) -> Result<Vec<usize>, ApiError> {
     if views.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = state
-        .redis
-        .get()
-        .await
-        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut conn = cache(state).await?;
     let mut pipe = redis::pipe();
     for v in views {
         for s in &v.spec.venue.sections {
@@ -99,11 +104,7 @@ async fn taken_per_event(state: &Data, views: &[EventView]) -> Result<Vec<usize>
 
 /// The cached events, or `None` when the index is missing from Redis.
 async fn cached_events(state: &Data) -> Result<Option<Vec<EventView>>, ApiError> {
-    let mut conn = state
-        .redis
-        .get()
-        .await
-        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut conn = cache(state).await?;
     let ids: Vec<String> = conn
         .zrevrange(state.keys.events(), 0, 199)
         .await
@@ -155,11 +156,7 @@ pub async fn seats(_: Read, state: Data, id: Path<Uuid>) -> Result<HttpResponse,
 
 /// An event's seat map as the cache has it.
 async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, ApiError> {
-    let mut conn = state
-        .redis
-        .get()
-        .await
-        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
+    let mut conn = cache(state).await?;
     let mut pipe = redis::pipe();
     for s in &view.spec.venue.sections {
         pipe.hgetall(state.keys.section_seats(view.id, s.code.as_str()));
