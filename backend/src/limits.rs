@@ -121,6 +121,9 @@ pub enum Scope {
     AccountSignIn,
     /// Waiting-room calls (joins and asks) of one buyer.
     WaitingRoom,
+    /// Reads of one client address, counted by each instance
+    /// ([`LocalBuckets`]), never in Redis.
+    Reads,
 }
 
 impl Scope {
@@ -133,6 +136,7 @@ impl Scope {
             Self::SignIn => "sign_in",
             Self::AccountSignIn => "account_sign_in",
             Self::WaitingRoom => "waiting_room",
+            Self::Reads => "reads",
         }
     }
 
@@ -147,6 +151,18 @@ impl Scope {
             Self::WaitingRoom => {
                 "Too many waiting-room calls from this buyer: ask again when Retry-After says"
             }
+            Self::Reads => "Too many reads from your network",
+        }
+    }
+
+    /// The `429` of this limit, to be asked again in `wait_ms` (whole
+    /// seconds, at least one).
+    fn refused(self, wait_ms: u64) -> ApiError {
+        let retry_after_s = wait_ms.div_ceil(1000).max(1);
+        ApiError::RateLimited {
+            code: "rate_limited",
+            retry_after_s,
+            message: format!("{}; retry in {retry_after_s} s.", self.too_many()),
         }
     }
 }
@@ -198,10 +214,10 @@ impl Limiter {
         })
     }
 
-    /// The refusal counter of the limit `name`, for limits counted
-    /// elsewhere ([`LocalBuckets`]).
-    pub fn refusals(&self, name: &str) -> prometheus::IntCounter {
-        self.limited.with_label_values(&[name])
+    /// The refusal counter of `scope`, for limits counted elsewhere
+    /// ([`LocalBuckets`]).
+    pub fn refusals(&self, scope: Scope) -> prometheus::IntCounter {
+        self.limited.with_label_values(&[scope.name()])
     }
 
     /// Takes one token from every bucket in `checks`, or answers `429` with
@@ -250,12 +266,7 @@ impl Limiter {
                     .get(denied - 1)
                     .map_or(Scope::Address, |(c, _, _)| c.scope);
                 self.limited.with_label_values(&[scope.name()]).inc();
-                let retry_after_s = wait_ms.div_ceil(1000).max(1);
-                Err(ApiError::RateLimited {
-                    code: "rate_limited",
-                    retry_after_s,
-                    message: format!("{}; retry in {retry_after_s} s.", scope.too_many()),
-                })
+                Err(scope.refused(wait_ms))
             }
             Err(e) => {
                 self.errors.inc();
@@ -367,15 +378,7 @@ impl LocalBuckets {
         self.take_at(client, std::time::Instant::now())
             .map_err(|wait| {
                 self.limited.inc();
-                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                let retry_after_s = wait_ms.div_ceil(1000).max(1);
-                ApiError::RateLimited {
-                    code: "rate_limited",
-                    retry_after_s,
-                    message: format!(
-                        "Too many reads from your network; retry in {retry_after_s} s."
-                    ),
-                }
+                Scope::Reads.refused(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
             })
     }
 

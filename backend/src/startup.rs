@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Signer;
 use crate::config::ApiConfig;
-use crate::limits::{Bounded, Concurrency, Limiter, LocalBuckets};
+use crate::limits::{Bounded, Concurrency, Limiter, LocalBuckets, Scope};
 use crate::listener::{self, SeatFeeds};
 use crate::routes;
 use crate::state::{ApiMetrics, AppState, Limits};
@@ -129,7 +129,7 @@ pub async fn run(
                     )?,
                 )?,
             ),
-            reads: LocalBuckets::new(config.limit_reads, limiter.refusals("reads")),
+            reads: LocalBuckets::new(config.limit_reads, limiter.refusals(Scope::Reads)),
             limiter,
         },
     });

@@ -50,6 +50,16 @@ async fn system(name: &str) -> (Stack, String, String) {
     (stack, format!("http://127.0.0.1:{port}"), api)
 }
 
+/// Free seats of a seat map (`GET /api/events/{id}/seats`), over its sections.
+fn free_seats(map: &Value) -> u64 {
+    map["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["free"].as_u64().unwrap())
+        .sum()
+}
+
 /// Runs a browser script from tests/browser; answers its JSON summary.
 fn node(stack: &Stack, script: &str, args: &[&str]) -> Value {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
@@ -218,12 +228,7 @@ async fn an_organizer_creates_an_event_and_watches_its_sale_and_the_pods_live_an
     // The event the form created is the one the API has, after the run.
     let event = summary["created"].as_str().unwrap();
     let (_, view) = stack.seat_map(&api, event).await;
-    let free: u64 = view["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["free"].as_u64().unwrap())
-        .sum();
+    let free = free_seats(&view);
     assert_eq!(summary["final_free"], free);
     assert_eq!(summary["loadgen"]["invariants_hold"], true);
     assert_eq!(summary["loadgen"]["seats_taken"], 100 - free);
@@ -367,12 +372,7 @@ async fn a_phone_buyer_finds_seats_on_a_stadium_overview_and_books_while_the_lis
     let sold: Vec<String> = (1..=sections - 2).map(|i| format!("S{i:02}")).collect();
     sell_sections(&stack, &api, &event, &sold, rows).await;
     let (_, map) = stack.seat_map(&api, &event).await;
-    let free: u64 = map["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["free"].as_u64().unwrap())
-        .sum();
+    let free = free_seats(&map);
     assert_eq!(free, 1_000, "two sections left free");
     let shots = screenshots();
     let summary = node(

@@ -20,8 +20,11 @@ pub struct EventCard {
     pub seats_left: u64,
 }
 
-/// Few seats left: at most this share of the venue, or 10 seats.
-pub const FEW_LEFT_SHARE: u64 = 10;
+/// Few seats left: at most a tenth of `capacity`, or 10 seats. The event
+/// list and the venue overview say "few left" by this one rule.
+pub fn few_left(free: u64, capacity: u64) -> bool {
+    free <= (capacity / 10).max(10)
+}
 
 impl EventCard {
     /// What the list tells buyers about the sale: a class for the badge
@@ -42,7 +45,7 @@ impl EventCard {
                 format!("Not on sale yet: opens {} UTC", self.sale_opens),
             ),
             _ if left == 0 => ("badge sold-out", "Sold out".to_owned()),
-            _ if left <= (self.capacity / FEW_LEFT_SHARE).max(10) => (
+            _ if few_left(left, self.capacity) => (
                 "badge few",
                 format!("Few left: {} of {}", seats(left), self.capacity),
             ),

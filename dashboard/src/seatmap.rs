@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use leptos::prelude::*;
 
-use crate::model::{SeatStates, SectionView, decode_states, tally};
+use crate::model::{SeatStates, SectionView, decode_states, few_left, tally};
 
 /// Seats drawn at seat level at once: a venue up to this size shows every
 /// seat; above it, one section (or a page of its rows).
@@ -152,7 +152,7 @@ pub fn zone_words(section: &SectionView, free: u64) -> (&'static str, String) {
     );
     if free == 0 {
         ("zone sold-out", format!("{what}, sold out"))
-    } else if free <= (section.capacity / 10).max(10) {
+    } else if few_left(free, section.capacity) {
         (
             "zone few",
             format!("{what}, few left: {free} of {} free", section.capacity),
