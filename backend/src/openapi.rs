@@ -168,6 +168,10 @@ pub struct SectionAvailability {
     pub free: usize,
     pub held: usize,
     pub sold: usize,
+    /// With `encoding=compact`: one character per seat in layout order (its
+    /// rows as listed, seats 1..n in each): `.` free, `h` held, `s` sold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub states: Option<String>,
 }
 
 /// The seat map of an event, from the cache.
@@ -177,7 +181,7 @@ pub struct SeatMapView {
     pub on_sale: bool,
     pub sections: Vec<SectionAvailability>,
     /// Status (`held` or `sold`) of every taken seat by seat id (`A-1-5`);
-    /// seats not listed are free.
+    /// seats not listed are free. Empty with `encoding=compact`.
     pub seats: BTreeMap<String, String>,
 }
 

@@ -160,6 +160,19 @@ async fn a_booking_is_held_replayed_confirmed_and_streamed_live() {
         seen.contains("event: seats") && seen.contains("\"held\""),
         "{seen}"
     );
+    // Each message says when it was published, so a watcher can tell how
+    // late it sees a change.
+    let published: i64 = seen
+        .split("\"published_at_ms\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no publication time in {seen}"));
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        (now - 60_000..=now).contains(&published),
+        "published at {published}, now {now}"
+    );
 
     let (status, again) = book(
         &stack,
@@ -222,6 +235,29 @@ async fn a_booking_is_held_replayed_confirmed_and_streamed_live() {
     assert_eq!(seats["seats"]["A-1-4"], "held");
     assert_eq!(seats["sections"][0]["held"], 2);
     assert_eq!(seats["sections"][0]["free"], 28);
+    // The compact form: one character per seat in layout order.
+    let compact = |q: &'static str| {
+        let url = format!("{api}/api/events/{event}/seats?encoding={q}");
+        let http = stack.http.clone();
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, packed) = compact("compact").await;
+    assert_eq!(status, 200, "{packed}");
+    assert_eq!(
+        packed["sections"][0]["states"],
+        format!("...hh{}", ".".repeat(25)).as_str()
+    );
+    assert_eq!(packed["sections"][1]["states"], ".".repeat(30).as_str());
+    assert_eq!(packed["seats"], json!({}), "{packed}");
+    let (status, refused) = compact("everything").await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{refused}"
+    );
 
     let confirm_url = format!("{api}/api/bookings/{id}/confirm");
     let (status, confirmed) = call(

@@ -94,9 +94,11 @@ pub fn section_of(seat: &str) -> &str {
 
 /// Held and sold seats per section, from the seat states.
 pub fn tally(states: &SeatStates) -> std::collections::HashMap<String, (u64, u64)> {
-    let mut counts = std::collections::HashMap::<String, (u64, u64)>::new();
+    // Counted by borrowed section codes: one allocation per section, not
+    // per taken seat (it runs on every frame the feed changes seats).
+    let mut counts = std::collections::HashMap::<&str, (u64, u64)>::new();
     for (seat, status) in states {
-        let entry = counts.entry(section_of(seat).to_owned()).or_default();
+        let entry = counts.entry(section_of(seat)).or_default();
         if status == "sold" {
             entry.1 += 1;
         } else {
@@ -104,29 +106,15 @@ pub fn tally(states: &SeatStates) -> std::collections::HashMap<String, (u64, u64
         }
     }
     counts
-}
-
-/// The seat states in a form that stays small at stadium size: per section,
-/// one character per seat in layout order (`.` free, `h` held, `s` sold).
-/// Seats the layout does not have are left out.
-pub fn encode_states(sections: &[SectionView], states: &SeatStates) -> Vec<String> {
-    sections
-        .iter()
-        .map(|s| {
-            s.rows
-                .iter()
-                .flat_map(|r| s.seat_ids(r))
-                .map(|id| match states.get(&id).map(String::as_str) {
-                    None => '.',
-                    Some("sold") => 's',
-                    Some(_) => 'h',
-                })
-                .collect()
-        })
+        .into_iter()
+        .map(|(code, n)| (code.to_owned(), n))
         .collect()
 }
 
-/// [`encode_states`] read back; what does not fit the layout is ignored.
+/// The seat states from their compact form, as the API's seat map carries
+/// them (`GET /api/events/{id}/seats?encoding=compact`): per section, one
+/// character per seat in layout order (`.` free, `h` held, `s` sold). What
+/// does not fit the layout is ignored.
 pub fn decode_states(sections: &[SectionView], codes: &[String]) -> SeatStates {
     let mut states = SeatStates::new();
     for (s, code) in sections.iter().zip(codes) {
@@ -163,7 +151,7 @@ pub struct EventPageData {
     /// The price categories' names and prices, in the event's order (the
     /// map's legend).
     pub categories: Vec<(String, String)>,
-    /// The seats' states when the page was made ([`encode_states`]).
+    /// The seats' states when the page was made ([`decode_states`] reads them).
     pub states: Vec<String>,
     /// Buyers admitted per minute, when the sale has a waiting room.
     pub waiting_room_per_minute: Option<u64>,
@@ -395,6 +383,25 @@ pub const NOT_YOUR_EVENT: &str = "This event belongs to another organizer.";
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// The compact form written from seat states, as a reference for the
+    /// reader (the API writes it from the cache).
+    fn encode_states(sections: &[SectionView], states: &SeatStates) -> Vec<String> {
+        sections
+            .iter()
+            .map(|s| {
+                s.rows
+                    .iter()
+                    .flat_map(|r| s.seat_ids(r))
+                    .map(|id| match states.get(&id).map(String::as_str) {
+                        None => '.',
+                        Some("sold") => 's',
+                        Some(_) => 'h',
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 
     #[test]
     fn money_round_trips_through_text() {

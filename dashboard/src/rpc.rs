@@ -27,7 +27,7 @@ pub async fn event_page(id: String) -> Result<EventPageData, ServerFnError> {
 }
 
 /// The state of every seat now, one character per seat
-/// (`crate::model::encode_states`).
+/// (`crate::model::decode_states` reads it).
 #[server(prefix = "/rpc", endpoint = "seat_states")]
 pub async fn seat_states(id: String) -> Result<Vec<String>, ServerFnError> {
     crate::server::api::seat_states(&id)

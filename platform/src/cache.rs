@@ -37,6 +37,45 @@ pub async fn probe(pool: Pool) -> Result<(), String> {
         .map_err(|e| format!("redis: {e}"))
 }
 
+/// A section's seat states as one character per seat, in layout order (its
+/// rows as listed, seats 1..n in each): `.` free, `h` held, `s` sold, from
+/// the section's cache hash (seat id -> `held:..` / `sold:..`). Small at
+/// stadium size; the web app reads it back (`decode_states` there). Seats
+/// the section does not have are left out.
+pub fn section_states<'a>(
+    section: &boxoffice_domain::venue::Section,
+    taken: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
+    let mut offsets = std::collections::HashMap::with_capacity(section.rows.len());
+    let mut next = 0usize;
+    for row in &section.rows {
+        offsets.insert(row.label.as_str(), (next, usize::from(row.seats)));
+        next += usize::from(row.seats);
+    }
+    let mut states = vec![b'.'; next];
+    for (seat, value) in taken {
+        let mut parts = seat.splitn(3, '-');
+        let (Some(code), Some(row), Some(number)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(&(start, seats)) = offsets.get(row) else {
+            continue;
+        };
+        match number.parse::<usize>() {
+            Ok(n) if code == section.code.as_str() && (1..=seats).contains(&n) => {
+                states[start + n - 1] = if value.starts_with("sold:") {
+                    b's'
+                } else {
+                    b'h'
+                };
+            }
+            _ => {}
+        }
+    }
+    String::from_utf8(states).expect("ASCII")
+}
+
 /// Key and channel names, all under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -92,5 +131,82 @@ impl Keys {
     /// Channel carrying seat changes of one event to open seat maps.
     pub fn seat_feed(&self, event: impl std::fmt::Display) -> String {
         format!("{}seatfeed:{event}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxoffice_domain::venue::{Row, Section};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn section(code: &str, rows: &[(&str, u16)]) -> Section {
+        Section {
+            code: code.parse().expect("code"),
+            name: code.to_owned(),
+            price_category: "STANDARD".to_owned(),
+            rows: rows
+                .iter()
+                .map(|(label, seats)| Row {
+                    label: label.parse().expect("label"),
+                    seats: *seats,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_section_reads_one_character_per_seat_in_layout_order() {
+        let s = section("B", &[("AA", 3), ("1", 2)]);
+        let taken = [
+            ("B-AA-2", "held:x"),
+            ("B-1-2", "sold:y"),
+            // Not this section's, not its rows, not its seats, not seat ids.
+            ("C-AA-1", "sold:z"),
+            ("B-9-1", "sold:z"),
+            ("B-1-3", "sold:z"),
+            ("B-1-0", "sold:z"),
+            ("B-1", "sold:z"),
+            ("B-1-x", "sold:z"),
+        ];
+        assert_eq!(section_states(&s, taken), ".h..s");
+        assert_eq!(section_states(&s, []), ".....");
+    }
+
+    proptest! {
+        /// Every seat's character is its state, whatever is taken.
+        #[test]
+        fn every_seat_is_where_the_layout_puts_it(
+            rows in prop::collection::vec(1u16..40, 1..12),
+            picks in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3), 0..200),
+        ) {
+            let labels: Vec<String> = (1..=rows.len()).map(|i| format!("R{i}")).collect();
+            let layout: Vec<(&str, u16)> = labels.iter().map(String::as_str).zip(rows.iter().copied()).collect();
+            let s = section("S", &layout);
+            let ids: Vec<String> = layout
+                .iter()
+                .flat_map(|(label, n)| (1..=*n).map(move |i| format!("S-{label}-{i}")))
+                .collect();
+            let mut taken = HashMap::new();
+            for (at, kind) in &picks {
+                let id = &ids[at.index(ids.len())];
+                match kind {
+                    0 => { taken.remove(id); }
+                    1 => { taken.insert(id.clone(), "held:b".to_owned()); }
+                    _ => { taken.insert(id.clone(), "sold:b".to_owned()); }
+                }
+            }
+            let code = section_states(&s, taken.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            prop_assert_eq!(code.len(), ids.len());
+            for (id, c) in ids.iter().zip(code.chars()) {
+                let want = match taken.get(id).map(String::as_str) {
+                    None => '.',
+                    Some(v) if v.starts_with("sold:") => 's',
+                    Some(_) => 'h',
+                };
+                prop_assert_eq!(c, want, "seat {}", id);
+            }
+        }
     }
 }

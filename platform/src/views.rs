@@ -190,6 +190,11 @@ pub struct SeatFeedMessage {
     pub event_id: Uuid,
     pub version: i64,
     pub changes: Vec<SeatChange>,
+    /// When the reservation-processor published these changes (ms since the
+    /// epoch), right after recording them: from then on the seat map shows
+    /// them, so a reader can tell how late it sees a change.
+    #[serde(default)]
+    pub published_at_ms: i64,
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::web::{Json, Path};
+use actix_web::web::{Json, Path, Query};
 use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout, WaitingRoom};
+use boxoffice_platform::cache::section_states;
 use boxoffice_platform::kafka::EventPart;
 use boxoffice_platform::now_ms;
 use boxoffice_platform::views::{BookingTally, EventView};
@@ -141,21 +142,53 @@ pub async fn get(_: Read, state: Data, id: Path<Uuid>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(event(&state, *id).await?))
 }
 
+/// How a seat map carries its seats.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeatEncoding {
+    /// `seats`: every taken seat by id.
+    #[default]
+    Map,
+    /// `states` in each section: one character per seat in layout order,
+    /// small at stadium size.
+    Compact,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct SeatMapQuery {
+    /// `map` (default): every taken seat by id in `seats`; `compact`: each
+    /// section's `states`, one character per seat in layout order (its rows
+    /// as listed, seats 1..n in each): `.` free, `h` held, `s` sold.
+    #[serde(default)]
+    #[param(inline)]
+    encoding: SeatEncoding,
+}
+
 /// The seat map from the cache (Redis): counts per section and the status
 /// of every taken seat (absent seats are free).
 #[utoipa::path(get, path = "/api/events/{id}/seats", tag = "events",
-    params(("id" = Uuid, Path, description = "event id")),
+    params(("id" = Uuid, Path, description = "event id"), SeatMapQuery),
     responses((status = 200, body = SeatMapView),
+        (status = 400, description = "`invalid_query`: encoding is neither `map` nor `compact`", body = ErrorBody),
         (status = 404, description = "`unknown_event`; `not_found`: the id is not a UUID", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many reads from this network; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody)))]
-pub async fn seats(_: Read, state: Data, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn seats(
+    _: Read,
+    state: Data,
+    id: Path<Uuid>,
+    query: Query<SeatMapQuery>,
+) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
-    Ok(HttpResponse::Ok().json(seat_map(&state, &view).await?))
+    Ok(HttpResponse::Ok().json(seat_map(&state, &view, query.encoding).await?))
 }
 
 /// An event's seat map as the cache has it.
-async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, ApiError> {
+async fn seat_map(
+    state: &AppState,
+    view: &EventView,
+    encoding: SeatEncoding,
+) -> Result<SeatMapView, ApiError> {
     let mut conn = cache(state).await?;
     let mut pipe = redis::pipe();
     for s in &view.spec.venue.sections {
@@ -168,21 +201,21 @@ async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, Api
     let mut seats = BTreeMap::new();
     let mut sections = Vec::new();
     for (section, taken) in view.spec.venue.sections.iter().zip(taken) {
-        let (mut held, mut sold) = (0usize, 0usize);
-        for (seat, value) in taken {
-            let status = if value.starts_with("sold:") {
-                "sold"
-            } else {
-                "held"
-            };
-            if status == "sold" {
-                sold += 1
-            } else {
-                held += 1
-            }
-            seats.insert(seat, status.to_owned());
-        }
+        let sold = taken.values().filter(|v| v.starts_with("sold:")).count();
+        let held = taken.len() - sold;
         let capacity = section.capacity();
+        let states = (encoding == SeatEncoding::Compact)
+            .then(|| section_states(section, taken.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        if encoding == SeatEncoding::Map {
+            for (seat, value) in taken {
+                let status = if value.starts_with("sold:") {
+                    "sold"
+                } else {
+                    "held"
+                };
+                seats.insert(seat, status.to_owned());
+            }
+        }
         sections.push(SectionAvailability {
             code: section.code.to_string(),
             name: section.name.clone(),
@@ -192,6 +225,7 @@ async fn seat_map(state: &AppState, view: &EventView) -> Result<SeatMapView, Api
             free: capacity.saturating_sub(held + sold),
             held,
             sold,
+            states,
         });
     }
     Ok(SeatMapView {
@@ -220,7 +254,7 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     organizer.check_owns(view.spec.organizer_id)?;
-    let map = seat_map(&state, &view).await?;
+    let map = seat_map(&state, &view, SeatEncoding::Map).await?;
     let bookings = interactive_query::<BookingTally>(
         &state,
         reqwest::Method::GET,

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::model::{
     BookingInfo, BuyerAnswer, EventCard, EventPageData, NewEvent, RoomStanding, RowView, SaleStats,
-    SeatRequest, SectionView, duration_words, encode_states, money, parse_money,
+    SeatRequest, SectionView, duration_words, money, parse_money,
 };
 
 const BUYER_COOKIE: &str = "bx_buyer";
@@ -452,13 +452,6 @@ fn event_cards(body: &Value, keep: impl Fn(&Value) -> bool) -> Vec<EventCard> {
         .collect()
 }
 
-/// An event's layout as the map draws it: it never changes once the
-/// event exists, so it is kept here (for the last 1,000 events asked for)
-/// and a page or a resync costs one read of the seat states only.
-static LAYOUTS: std::sync::Mutex<
-    Option<std::collections::HashMap<String, std::sync::Arc<Vec<SectionView>>>>,
-> = std::sync::Mutex::new(None);
-
 /// The sections of `spec`, drawn from the venue layout.
 fn layout_of(spec: &Value) -> Vec<SectionView> {
     let categories: Vec<&Value> = spec["price_categories"]
@@ -505,37 +498,16 @@ fn layout_of(spec: &Value) -> Vec<SectionView> {
         .collect()
 }
 
-fn remember_layout(id: &str, layout: std::sync::Arc<Vec<SectionView>>) {
-    let mut layouts = LAYOUTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let layouts = layouts.get_or_insert_with(Default::default);
-    if layouts.len() >= 1_000 {
-        layouts.clear();
-    }
-    layouts.insert(id.to_owned(), layout);
-}
-
-fn known_layout(id: &str) -> Option<std::sync::Arc<Vec<SectionView>>> {
-    LAYOUTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .as_ref()?
-        .get(id)
-        .cloned()
-}
-
 pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
     let (event_path, seats_path) = (
         format!("/api/events/{id}"),
-        format!("/api/events/{id}/seats"),
+        format!("/api/events/{id}/seats?encoding=compact"),
     );
     let (event, seats) = futures::join!(get_ok(&event_path, None), get_ok(&seats_path, None));
     let (event, seats) = (event?, seats?);
     let spec = &event["spec"];
-    let sections = std::sync::Arc::new(layout_of(spec));
-    remember_layout(id, sections.clone());
-    let states = encode_states(&sections, &taken_seats(&seats));
+    let sections = layout_of(spec);
+    let states = compact_states(&seats);
     let categories = spec["price_categories"]
         .as_array()
         .into_iter()
@@ -565,36 +537,30 @@ pub async fn event_page(id: &str) -> anyhow::Result<EventPageData> {
             .as_str()
             .unwrap_or_default()
             .to_owned(),
-        sections: sections.to_vec(),
+        sections,
         categories,
         states,
         waiting_room_per_minute: spec["waiting_room"]["admissions_per_minute"].as_u64(),
     })
 }
 
-fn taken_seats(seats: &Value) -> crate::model::SeatStates {
-    seats["seats"]
-        .as_object()
+/// Each section's seat states as the API's compact seat map carries them
+/// (one character per seat in layout order, as the page keeps them:
+/// [`crate::model::decode_states`]), in the venue's section order.
+fn compact_states(seats: &Value) -> Vec<String> {
+    seats["sections"]
+        .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|(seat, status)| Some((seat.clone(), status.as_str()?.to_owned())))
+        .map(|s| s["states"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
 
-/// The seat states now, encoded as the page keeps them
-/// ([`encode_states`]): a few bytes per seat even when a stadium is sold.
+/// The seat states now, encoded as the page keeps them: a few bytes per
+/// seat even when a stadium is sold.
 pub async fn seat_states(id: &str) -> anyhow::Result<Vec<String>> {
-    let layout = match known_layout(id) {
-        Some(layout) => layout,
-        None => {
-            let event = get_ok(&format!("/api/events/{id}"), None).await?;
-            let layout = std::sync::Arc::new(layout_of(&event["spec"]));
-            remember_layout(id, layout.clone());
-            layout
-        }
-    };
-    let seats = get_ok(&format!("/api/events/{id}/seats"), None).await?;
-    Ok(encode_states(&layout, &taken_seats(&seats)))
+    let seats = get_ok(&format!("/api/events/{id}/seats?encoding=compact"), None).await?;
+    Ok(compact_states(&seats))
 }
 
 /// A booking view from the API as the page shows it, with the sentence for it.
@@ -985,6 +951,38 @@ mod tests {
                 seats_per_row: 12,
             }],
         }
+    }
+
+    /// The API writes the compact seat states (from the cache), the page
+    /// reads them: both agree on every seat of a layout.
+    #[test]
+    fn the_page_reads_the_seat_states_the_api_writes() {
+        let spec = json!({
+            "price_categories": [{"code": "STD", "name": "Standard", "price_cents": 100, "currency": "EUR"}],
+            "venue": {"name": "v", "sections": [
+                {"code": "A", "name": "A", "price_category": "STD", "rows": [{"label": "1", "seats": 3}, {"label": "AA", "seats": 2}]},
+                {"code": "B", "name": "B", "price_category": "STD", "rows": [{"label": "1", "seats": 4}]},
+            ]},
+        });
+        let venue: boxoffice_domain::VenueLayout =
+            serde_json::from_value(spec["venue"].clone()).expect("venue");
+        let taken = [
+            ("A-1-3", "held:x"),
+            ("A-AA-1", "sold:y"),
+            ("B-1-4", "sold:z"),
+        ];
+        let compact = json!({"sections": venue.sections.iter().map(|s| {
+            json!({"states": boxoffice_platform::cache::section_states(s, taken.iter().copied())})
+        }).collect::<Vec<_>>()});
+        let states = crate::model::decode_states(&layout_of(&spec), &compact_states(&compact));
+        let mut want = crate::model::SeatStates::new();
+        for (seat, value) in taken {
+            want.insert(
+                seat.to_owned(),
+                value.split(':').next().unwrap_or_default().to_owned(),
+            );
+        }
+        assert_eq!(states, want);
     }
 
     #[test]

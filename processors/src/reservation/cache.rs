@@ -30,6 +30,9 @@ pub struct CacheBatch<'a> {
     keys: &'a Keys,
     pipe: Pipeline,
     empty: bool,
+    /// Stamped on the seat feed's messages: a batch is built after its
+    /// outcomes are recorded and sent at once.
+    published_at_ms: i64,
 }
 
 impl<'a> CacheBatch<'a> {
@@ -38,6 +41,7 @@ impl<'a> CacheBatch<'a> {
             keys,
             pipe: redis::pipe(),
             empty: true,
+            published_at_ms: chrono::Utc::now().timestamp_millis(),
         }
     }
 
@@ -92,6 +96,7 @@ impl<'a> CacheBatch<'a> {
             event_id: view.event_id,
             version: view.version,
             changes,
+            published_at_ms: self.published_at_ms,
         };
         self.pipe
             .publish(
