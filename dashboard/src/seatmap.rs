@@ -443,15 +443,17 @@ fn seat_button(
     interactive: bool,
     toggle: impl Fn(String) + Copy + 'static,
 ) -> impl IntoView {
+    // One lookup per seat when the states change; the seat's class, label
+    // and state are redrawn only when its own state changed.
     let status = {
         let id = id.clone();
-        move || {
-            states
-                .read()
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| "free".to_owned())
-        }
+        Memo::new(move |_| {
+            states.with(|s| match s.get(&id).map(String::as_str) {
+                None => "free",
+                Some("sold") => "sold",
+                Some(_) => "held",
+            })
+        })
     };
     let is_mine = {
         let id = id.clone();
@@ -462,9 +464,9 @@ fn seat_button(
         move || picked.read().contains(&id)
     };
     let class = {
-        let (status, is_mine, is_picked) = (status.clone(), is_mine.clone(), is_picked.clone());
+        let (is_mine, is_picked) = (is_mine.clone(), is_picked.clone());
         move || {
-            let s = status();
+            let s = status.get();
             if is_mine() && s != "free" {
                 "seat mine".to_owned()
             } else if is_picked() {
@@ -475,21 +477,14 @@ fn seat_button(
         }
     };
     let label = {
-        let (id, status, is_mine) = (id.clone(), status.clone(), is_mine.clone());
+        let (id, is_mine) = (id.clone(), is_mine.clone());
         move || {
-            let s = status();
-            let shown = if is_mine() && s != "free" {
-                "yours".to_owned()
-            } else {
-                s
-            };
+            let s = status.get();
+            let shown = if is_mine() && s != "free" { "yours" } else { s };
             format!("Seat {id}, {shown}")
         }
     };
-    let disabled = {
-        let status = status.clone();
-        move || !interactive || status() != "free"
-    };
+    let disabled = move || !interactive || status.get() != "free";
     let clicked = id.clone();
     view! {
         <button
@@ -543,6 +538,57 @@ pub fn apply_feed(states: &mut SeatStates, json: &str) -> bool {
     true
 }
 
+/// Feed messages waiting for the next frame. An on-sale sends hundreds a
+/// second; applied one by one, each would recount the venue and redraw the
+/// seats in view, and a phone falls behind the feed. Applied once a frame,
+/// all that arrived since the last, the work is bounded by the frame rate.
+/// A page drawing no frames (a hidden tab) keeps at most [`Self::LIMIT`],
+/// then forgets them and reads every seat again when it draws.
+#[derive(Debug, Default)]
+pub struct FeedQueue {
+    messages: Vec<String>,
+    stale: bool,
+    scheduled: bool,
+}
+
+/// What a frame does with the queued feed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FeedFrame {
+    /// Apply these messages, in order.
+    Apply(Vec<String>),
+    /// Too many were missed: read every seat again.
+    Resync,
+}
+
+impl FeedQueue {
+    /// Most messages kept for a page that draws no frames.
+    pub const LIMIT: usize = 2_000;
+
+    /// Queues a message; answers whether a frame must be asked for (none
+    /// is pending yet).
+    pub fn push(&mut self, message: String) -> bool {
+        if !self.stale {
+            if self.messages.len() >= Self::LIMIT {
+                self.messages = Vec::new();
+                self.stale = true;
+            } else {
+                self.messages.push(message);
+            }
+        }
+        !std::mem::replace(&mut self.scheduled, true)
+    }
+
+    /// What the frame does; the queue starts again empty.
+    pub fn frame(&mut self) -> FeedFrame {
+        self.scheduled = false;
+        if std::mem::take(&mut self.stale) {
+            FeedFrame::Resync
+        } else {
+            FeedFrame::Apply(std::mem::take(&mut self.messages))
+        }
+    }
+}
+
 /// Reads every seat's state again.
 pub fn resync(
     event: String,
@@ -588,10 +634,27 @@ pub fn follow_feed(
             let event = event.clone();
             move |_| resync(event.clone(), sections, states)
         });
-        let on_seats: Handler = Closure::new(move |e: web_sys::MessageEvent| {
-            if let Some(text) = e.data().as_string() {
-                states.update(|s| {
-                    apply_feed(s, &text);
+        let queue = std::rc::Rc::new(std::cell::RefCell::new(FeedQueue::default()));
+        let on_seats: Handler = Closure::new({
+            let event = event.clone();
+            move |e: web_sys::MessageEvent| {
+                let Some(text) = e.data().as_string() else {
+                    return;
+                };
+                if !queue.borrow_mut().push(text) {
+                    return;
+                }
+                let (queue, event) = (queue.clone(), event.clone());
+                request_animation_frame(move || {
+                    let frame = queue.borrow_mut().frame();
+                    match frame {
+                        FeedFrame::Apply(messages) => states.update(|s| {
+                            for m in &messages {
+                                apply_feed(s, m);
+                            }
+                        }),
+                        FeedFrame::Resync => resync(event, sections, states),
+                    }
                 });
             }
         });
@@ -643,6 +706,30 @@ mod tests {
         assert!(!states.contains_key("A-1-1"));
         assert_eq!(states.len(), 1);
         assert!(!apply_feed(&mut states, "not json"));
+    }
+
+    #[test]
+    fn feed_messages_wait_for_one_frame_and_a_page_without_frames_reads_again() {
+        let mut q = FeedQueue::default();
+        assert!(q.push("a".into()), "the first message asks for a frame");
+        assert!(!q.push("b".into()), "one frame is enough for both");
+        assert_eq!(q.frame(), FeedFrame::Apply(vec!["a".into(), "b".into()]));
+        assert!(
+            q.push("c".into()),
+            "after a frame the next message asks again"
+        );
+        assert_eq!(q.frame(), FeedFrame::Apply(vec!["c".into()]));
+        assert_eq!(q.frame(), FeedFrame::Apply(vec![]));
+        // A hidden tab draws no frames: it keeps a bounded queue, then
+        // forgets it and reads every seat again at its next frame.
+        assert!(q.push("0".into()));
+        for i in 1..FeedQueue::LIMIT * 3 {
+            assert!(!q.push(i.to_string()));
+            assert!(q.messages.len() <= FeedQueue::LIMIT);
+        }
+        assert_eq!(q.frame(), FeedFrame::Resync);
+        assert!(q.push("d".into()));
+        assert_eq!(q.frame(), FeedFrame::Apply(vec!["d".into()]));
     }
 
     #[test]
