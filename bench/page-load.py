@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -33,18 +34,27 @@ def say(*words):
 
 
 def call(method, url, token=None, body=None, headers=None):
+    """One API call; a 503 is asked again as the API says (after
+    `Retry-After`, with the same Idempotency-Key), for up to 90 s."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as res:
-            return res.status, json.loads(res.read() or b"null")
-    except urllib.error.HTTPError as e:
-        sys.exit(f"[page-load] {method} {url}: {e.code} {e.read().decode(errors='replace')}")
+    deadline = time.monotonic() + 90
+    while True:
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as res:
+                return res.status, json.loads(res.read() or b"null")
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            if e.code != 503 or time.monotonic() > deadline:
+                sys.exit(f"[page-load] {method} {url}: {e.code} {text}")
+            wait = float(e.headers.get("Retry-After") or 1)
+            say(f"{method} {url}: 503, asking again in {wait:g} s: {text}")
+            time.sleep(wait)
 
 
 def create_event(api, token, seats):
