@@ -37,6 +37,22 @@ pub async fn probe(pool: Pool) -> Result<(), String> {
         .map_err(|e| format!("redis: {e}"))
 }
 
+/// The cache value of a taken seat: `held:<booking>` or `sold:<booking>`
+/// (a booking `confirmed` is sold, any other active one held).
+pub fn seat_value(status: &str, booking: uuid::Uuid) -> String {
+    let state = if status == "confirmed" {
+        "sold"
+    } else {
+        "held"
+    };
+    format!("{state}:{booking}")
+}
+
+/// Whether a [`seat_value`] says the seat is sold (else it is held).
+pub fn is_sold(value: &str) -> bool {
+    value.starts_with("sold:")
+}
+
 /// A section's seat states as one character per seat, in layout order (its
 /// rows as listed, seats 1..n in each): `.` free, `h` held, `s` sold, from
 /// the section's cache hash (seat id -> `held:..` / `sold:..`). Small at
@@ -64,11 +80,7 @@ pub fn section_states<'a>(
         };
         match number.parse::<usize>() {
             Ok(n) if code == section.code.as_str() && (1..=seats).contains(&n) => {
-                states[start + n - 1] = if value.starts_with("sold:") {
-                    b's'
-                } else {
-                    b'h'
-                };
+                states[start + n - 1] = if is_sold(value) { b's' } else { b'h' };
             }
             _ => {}
         }
@@ -202,7 +214,7 @@ mod tests {
             for (id, c) in ids.iter().zip(code.chars()) {
                 let want = match taken.get(id).map(String::as_str) {
                     None => '.',
-                    Some(v) if v.starts_with("sold:") => 's',
+                    Some(v) if is_sold(v) => 's',
                     Some(_) => 'h',
                 };
                 prop_assert_eq!(c, want, "seat {}", id);

@@ -22,3 +22,9 @@ export async function open(page, url) {
 export function log(...args) {
   console.error('[browser]', ...args);
 }
+
+// The q-quantile of `values` (nearest rank, 0 <= q <= 1); null when empty.
+export function percentile(values, q) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null;
+}

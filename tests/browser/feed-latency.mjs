@@ -8,7 +8,7 @@
 // map says for the seats it draws, and prints a JSON summary on stdout.
 //   node feed-latency.mjs <page-url> <api-url> <pages>
 import { createInterface } from 'node:readline';
-import { launch, open, log } from './common.mjs';
+import { launch, open, log, percentile } from './common.mjs';
 
 const [url, api, pagesArg] = process.argv.slice(2);
 const count = Number(pagesArg || 3);
@@ -75,11 +75,9 @@ try {
     }
     log(`page ${i + 1}: ${feed.length} feed messages, ${shown.length} seats drawn`);
   }
-  const pick = (values, q) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null;
-  };
-  const stats = (values) => ({ p50: pick(values, 0.5), p90: pick(values, 0.9), p99: pick(values, 0.99), max: pick(values, 1) });
+  const stats = (values) => ({
+    p50: percentile(values, 0.5), p90: percentile(values, 0.9), p99: percentile(values, 0.99), max: percentile(values, 1),
+  });
   const stamped = samples.filter((s) => s.published > 0);
   console.log(JSON.stringify({
     url,

@@ -3,7 +3,7 @@
 // to DOMContentLoaded and to interactive (the wasm client hydrated), and the
 // bytes transferred (compressed, as sent). Prints a JSON summary.
 //   node load-time.mjs <page-url> [visits]
-import { launch, open } from './common.mjs';
+import { launch, open, percentile } from './common.mjs';
 
 const [url, visitsArg] = process.argv.slice(2);
 const visits = Number(visitsArg || 10);
@@ -33,10 +33,7 @@ try {
 } finally {
   await browser.close();
 }
-const pick = (key, q) => {
-  const sorted = runs.map((r) => r[key]).sort((a, b) => a - b);
-  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
-};
+const pick = (key, q) => Math.round(percentile(runs.map((r) => r[key]), q));
 const summary = { url, visits };
 for (const key of ['html_ms', 'dom_content_loaded_ms', 'interactive_ms']) {
   summary[key] = { p50: pick(key, 0.5), p90: pick(key, 0.9), max: pick(key, 1) };

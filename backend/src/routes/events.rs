@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{Json, Path, Query};
 use boxoffice_domain::{CommandKind, EventId, EventSpec, PriceCategory, VenueLayout, WaitingRoom};
-use boxoffice_platform::cache::section_states;
+use boxoffice_platform::cache::{is_sold, section_states};
 use boxoffice_platform::kafka::EventPart;
 use boxoffice_platform::now_ms;
 use boxoffice_platform::views::{BookingTally, EventView};
@@ -201,18 +201,14 @@ async fn seat_map(
     let mut seats = BTreeMap::new();
     let mut sections = Vec::new();
     for (section, taken) in view.spec.venue.sections.iter().zip(taken) {
-        let sold = taken.values().filter(|v| v.starts_with("sold:")).count();
+        let sold = taken.values().filter(|v| is_sold(v)).count();
         let held = taken.len() - sold;
         let capacity = section.capacity();
         let states = (encoding == SeatEncoding::Compact)
             .then(|| section_states(section, taken.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         if encoding == SeatEncoding::Map {
             for (seat, value) in taken {
-                let status = if value.starts_with("sold:") {
-                    "sold"
-                } else {
-                    "held"
-                };
+                let status = if is_sold(&value) { "sold" } else { "held" };
                 seats.insert(seat, status.to_owned());
             }
         }

@@ -2,27 +2,16 @@
 //! (event, seat status per section, bookings), the seat feed of open seat
 //! maps, and replies to waiting API instances.
 
-use boxoffice_platform::cache::{BOOKING_TTL_SECS, EVENT_TTL_SECS, Keys};
+use boxoffice_platform::cache::{BOOKING_TTL_SECS, EVENT_TTL_SECS, Keys, seat_value};
 use boxoffice_platform::views::{BookingView, EventView, Reply, SeatChange, SeatFeedMessage};
 use deadpool_redis::Pool;
 use redis::Pipeline;
-use uuid::Uuid;
 
 use super::store::ActiveSeat;
 
 /// The section of a seat id (`A-3-12` -> `A`).
 pub fn section_of(seat: &str) -> &str {
     seat.split('-').next().unwrap_or(seat)
-}
-
-/// The cache value of a taken seat: `held:<booking>` or `sold:<booking>`.
-pub fn seat_value(status: &str, booking: Uuid) -> String {
-    let state = if status == "confirmed" {
-        "sold"
-    } else {
-        "held"
-    };
-    format!("{state}:{booking}")
 }
 
 /// Redis writes of one batch, sent as one pipeline.
