@@ -12,7 +12,14 @@
 # BENCH_PARTITIONS (6), BENCH_PARTS parts of the event, each on its own
 # partition (1; docs/event-partitioning.md), BENCH_SEAT_PROCESSORS (2),
 # BENCH_FETCH_WAIT_MS (the roles' default when unset), BENCH_PROFILE (release),
-# BENCH_TAG (a suffix of the report's name, for variants of one commit).
+# BENCH_TAG (a suffix of the report's name, for variants of one commit),
+# BENCH_PERF=1 profiles the whole machine during the spike (perf, call
+# graphs from DWARF at BENCH_PERF_HZ samples/s, 99) and adds each process's
+# hottest frames to the report, with flamegraphs beside it
+# (bench/results/flamegraphs/<report name>/). BENCH_CAPTURE=1 captures
+# what the clients send the broker during the spike (tcpdump) and adds the
+# requests per decision, by client and API, to the report
+# (bench/kafka-requests.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -37,6 +44,18 @@ die() { printf '\033[31m[bench] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 scripts/stack.sh install >&2
 scripts/stack.sh up >&2
+TOOLS="${BOXOFFICE_TOOLS_DIR:-$HOME/.cache/boxoffice/tools}"
+if [[ "${BENCH_PERF:-0}" == 1 ]]; then
+  command -v perf >/dev/null || { say "installing perf (Debian linux-perf)"; apt-get install -y -q linux-perf >&2; }
+  if [[ ! -x "$TOOLS/bin/inferno-flamegraph" ]]; then
+    say "installing inferno (flamegraphs from perf's stacks; about a minute)"
+    cargo install --locked -q --root "$TOOLS" inferno --version 0.12.8 >&2
+  fi
+  export PATH="$TOOLS/bin:$PATH"
+fi
+if [[ "${BENCH_CAPTURE:-0}" == 1 ]] && ! command -v tcpdump >/dev/null; then
+  say "installing tcpdump (Debian)"; apt-get install -y -q tcpdump >&2
+fi
 if [[ "$PROFILE" == release ]]; then
   say "building boxoffice optimised (release profile; the first time compiles RocksDB again, ~30 min on 2 cores)"
   cargo build --release -p boxoffice --bin boxoffice >&2
@@ -112,18 +131,36 @@ say "measuring the broker's own ceiling"
 "$BIN" broker-bench --messages 100000 --size 200 >"$OUT_DIR/ceiling.json"
 say "ceiling: $(cat "$OUT_DIR/ceiling.json")"
 
-declare -A before
-for p in "$broker_pid" "${pids[@]}"; do before[$p]="$(ticks "$p")"; done
-pg_before="$(ps -C postgres -o times= | awk '{s+=$1} END {print s+0}')"
-redis_before="$(ps -C redis-server -o times= | awk '{s+=$1} END {print s+0}')"
-started="$(date +%s%N)"
 say "the spike: $REQUESTS buyers at up to $RATE/s (ramp ${RAMP}s) for ${SECTIONS}x${ROWS}x${SEATS} seats in $PARTS part(s), $SEAT_PROCESSORS seat-processor(s)"
 "$BIN" loadgen --api http://127.0.0.1:18080,http://127.0.0.1:18081 \
   --sections "$SECTIONS" --rows "$ROWS" --seats-per-row "$SEATS" --parts "$PARTS" \
   --requests "$REQUESTS" --concurrency "$CONCURRENCY" --rate "$RATE" --ramp-secs "$RAMP" \
   --max-quantity 4 --explicit-share 0.5 --confirm-share 0.5 --cancel-share 0.2 --seed 7 \
-  >"$OUT_DIR/loadgen.json"
+  >"$OUT_DIR/loadgen.json" 2> >(tee "$OUT_DIR/loadgen.log" >&2) &
+loadgen_pid=$!
+# Every figure below covers the spike alone: the buyers sign in first.
+until grep -qF '[loadgen] the spike begins' "$OUT_DIR/loadgen.log" 2>/dev/null; do
+  kill -0 "$loadgen_pid" 2>/dev/null || { wait "$loadgen_pid" || true; die "the load generator stopped before the spike"; }
+  sleep 0.2
+done
+declare -A before
+for p in "$broker_pid" "${pids[@]}"; do before[$p]="$(ticks "$p")"; done
+pg_before="$(ps -C postgres -o times= | awk '{s+=$1} END {print s+0}')"
+redis_before="$(ps -C redis-server -o times= | awk '{s+=$1} END {print s+0}')"
+started="$(date +%s%N)"
+if [[ "${BENCH_PERF:-0}" == 1 ]]; then
+  perf record -q -a -F "${BENCH_PERF_HZ:-99}" --call-graph dwarf,16384 -o "$OUT_DIR/perf.data" 2>"$OUT_DIR/perf.log" &
+  perf_pid=$!
+fi
+if [[ "${BENCH_CAPTURE:-0}" == 1 ]]; then
+  # The client-to-broker direction only: requests, not the records fetched.
+  tcpdump -i lo -s 0 -B 65536 -w "$OUT_DIR/broker.pcap" 'tcp dst port 9092' 2>"$OUT_DIR/tcpdump.log" &
+  capture_pid=$!
+fi
+wait "$loadgen_pid" || die "the load generator failed (log: $OUT_DIR/loadgen.log)"
 ended="$(date +%s%N)"
+if [[ -n "${perf_pid:-}" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+if [[ -n "${capture_pid:-}" ]]; then kill -INT "$capture_pid"; wait "$capture_pid" || true; fi
 secs="$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.3f", (b - a) / 1e9}')"
 pg_after="$(ps -C postgres -o times= | awk '{s+=$1} END {print s+0}')"
 redis_after="$(ps -C redis-server -o times= | awk '{s+=$1} END {print s+0}')"
@@ -132,6 +169,10 @@ cpu() { awk -v t="$(( $(ticks "$1") - ${before[$1]} ))" -v s="$secs" -v hz="$hz"
 # `ps -o times=` is whole seconds of CPU.
 cpu_secs() { awk -v a="$1" -v b="$2" -v s="$secs" 'BEGIN {printf "%.0f", (b - a) * 100 / s}'; }
 "$BIN" broker-bench --watermarks "$BOXOFFICE_TOPIC_PREFIX" >"$OUT_DIR/records.json"
+# The processors' own account of their batches: sizes and time per stage.
+for port in 18180 18181 18280 18281; do
+  curl -sf "http://127.0.0.1:$port/metrics" >"$OUT_DIR/metrics-$port.txt" 2>/dev/null || true
+done
 
 role_cpus=()
 for i in "${!pids[@]}"; do role_cpus+=("${names[$i]}=$(cpu "${pids[$i]}")"); done
@@ -209,7 +250,53 @@ lines = [
     f"- Its sqlite file after the run: {broker_file}.",
     "",
 ]
+import glob, re, collections
+stage = collections.defaultdict(lambda: [0.0, 0.0])
+batch = collections.defaultdict(lambda: [0.0, 0.0])
+for path in sorted(glob.glob(f"{out}/metrics-*.txt")):
+    role = "seat-processor" if "-182" in path else "reservation-processor"
+    for line in open(path):
+        m = re.match(r'boxoffice_(processing_stage_seconds|seat_batch_size)_(sum|count)\{([^}]*)\} ([0-9.e+-]+)$', line.strip())
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m[3]))
+        target = stage[(role, labels.get("stage", "?"))] if m[1] == "processing_stage_seconds" else batch[role]
+        target[0 if m[2] == "sum" else 1] += float(m[4])
+if stage:
+    lines += ["## The processors' batches (both instances, from their /metrics)", "",
+              "| role | stage | batches | mean per batch |", "|---|---|---|---|"]
+    for (role, name), (total, count) in sorted(stage.items()):
+        if count:
+            lines.append(f"| {role} | {name} | {count:.0f} | {total / count * 1000:.1f} ms |")
+    for role, (total, count) in sorted(batch.items()):
+        if count:
+            lines.append(f"| {role} | commands per batch | {count:.0f} | {total / count:.1f} |")
+    lines.append("")
+if lg.get("cpu_percent") is not None:
+    at = lines.index("## Broker state")
+    lines[at - 1:at - 1] = [f"| load generator | {lg['cpu_percent']:.0f}% |"]
 open(report, "w").write("\n".join(lines) + "\n")
 print(report)
 PY
+if [[ -n "${capture_pid:-}" ]]; then
+  say "counting the broker requests in the capture"
+  decisions="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["decisions_per_s"] * d["elapsed_s"]))' "$OUT_DIR/loadgen.json")"
+  {
+    printf '\n## Broker requests during the spike (captured on loopback, %s)\n\n' "$(grep -o '[0-9]* packets dropped by kernel' "$OUT_DIR/tcpdump.log" || echo 'drops unknown')"
+    python3 bench/kafka-requests.py "$OUT_DIR/broker.pcap" --decisions "$decisions"
+  } >>"$REPORT"
+  rm -f "$OUT_DIR/broker.pcap"
+fi
+if [[ -n "${perf_pid:-}" ]]; then
+  say "folding the profile into flamegraphs"
+  flame_dir="$ROOT/bench/results/flamegraphs/$(basename "$REPORT" .md)"
+  perf_names=("--name" "$broker_pid=broker" "--name" "$loadgen_pid=loadgen")
+  for i in "${!pids[@]}"; do perf_names+=("--name" "${pids[$i]}=${names[$i]}"); done
+  {
+    printf '\n## Profile of the spike (perf, %s samples/s per core, whole machine)\n\n' "${BENCH_PERF_HZ:-99}"
+    python3 bench/flame.py "$OUT_DIR/perf.data" "$OUT_DIR/flame" "${perf_names[@]}"
+    printf '\nFlamegraphs: `bench/results/flamegraphs/%s/` (one SVG per process, `all.svg` for the machine).\n' "$(basename "$flame_dir")"
+  } >>"$REPORT"
+  mkdir -p "$flame_dir" && cp "$OUT_DIR"/flame/*.svg "$flame_dir"/ 2>/dev/null || say "no SVGs (inferno missing)"
+fi
 say "report: $REPORT"

@@ -266,6 +266,9 @@ struct Summary {
     /// Behind a waiting room: the rate asked for and the rate buyers were
     /// let in at.
     waiting_room: Option<AdmissionSummary>,
+    /// The load generator's own CPU over the spike, % of one core: it
+    /// shares the machine with what it measures.
+    cpu_percent: Option<f64>,
 }
 
 /// How a waiting room let the buyers in.
@@ -450,6 +453,10 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
     );
     let semaphore = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let progress = Arc::new(Progress::default());
+    // bench/run.sh waits for this line to measure (and profile) the spike
+    // alone, not the sign-ins before it.
+    eprintln!("{SPIKE_BEGINS}");
+    let cpu_before = own_cpu_secs();
     let started = Instant::now();
     let reporter = {
         let progress = progress.clone();
@@ -531,6 +538,9 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         outcomes.push(t.await?);
     }
     let elapsed = started.elapsed();
+    let cpu = own_cpu_secs()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     reporter.abort();
     eprintln!("{}", progress.line(elapsed, 0, elapsed));
     // Holds end meanwhile (expiry): what counts is each booking as it is now.
@@ -655,7 +665,23 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         latency_ms_max: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         invariants_hold,
         waiting_room,
+        cpu_percent: cpu.map(|c| c * 100.0 / elapsed.as_secs_f64()),
     })
+}
+
+/// What the load generator prints when the first buyer of the spike is
+/// about to arrive.
+pub const SPIKE_BEGINS: &str = "[loadgen] the spike begins";
+
+/// CPU time this process has used (user and system, seconds), from
+/// `/proc/self/stat`; `None` where there is no procfs.
+fn own_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count from after it.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux ABI Rust targets.
+    Some(ticks / 100.0)
 }
 
 /// A guest token per buyer, each from an address of its own.
