@@ -13,6 +13,9 @@
 # partition (1; docs/event-partitioning.md), BENCH_SEAT_PROCESSORS (2),
 # BENCH_FETCH_WAIT_MS (the roles' default when unset), BENCH_PROFILE (release),
 # BENCH_TAG (a suffix of the report's name, for variants of one commit),
+# BENCH_HOT_SEATS (0: explicit picks aim at the first N seats of one row),
+# BENCH_READERS and BENCH_SUBSCRIBERS (0: seat-map readers and live
+# subscribers browsing beside the spike),
 # BENCH_PERF=1 profiles the whole machine during the spike (perf, call
 # graphs from DWARF at BENCH_PERF_HZ samples/s, 99) and adds each process's
 # hottest frames to the report, with flamegraphs beside it
@@ -94,6 +97,10 @@ hz="$(getconf CLK_TCK)"
 
 pids=() names=()
 cleanup() {
+  # perf and tcpdump write a readable file only when stopped by SIGINT.
+  for p in "${perf_pid:-}" "${capture_pid:-}"; do
+    if [[ -n "$p" ]]; then kill -INT "$p" 2>/dev/null || true; fi
+  done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
@@ -136,6 +143,7 @@ say "the spike: $REQUESTS buyers at up to $RATE/s (ramp ${RAMP}s) for ${SECTIONS
   --sections "$SECTIONS" --rows "$ROWS" --seats-per-row "$SEATS" --parts "$PARTS" \
   --requests "$REQUESTS" --concurrency "$CONCURRENCY" --rate "$RATE" --ramp-secs "$RAMP" \
   --max-quantity 4 --explicit-share 0.5 --confirm-share 0.5 --cancel-share 0.2 --seed 7 \
+  --hot-seats "${BENCH_HOT_SEATS:-0}" --readers "${BENCH_READERS:-0}" --subscribers "${BENCH_SUBSCRIBERS:-0}" \
   >"$OUT_DIR/loadgen.json" 2> >(tee "$OUT_DIR/loadgen.log" >&2) &
 loadgen_pid=$!
 # Every figure below covers the spike alone: the buyers sign in first.
@@ -157,7 +165,11 @@ if [[ "${BENCH_CAPTURE:-0}" == 1 ]]; then
   tcpdump -i lo -s 0 -B 65536 -w "$OUT_DIR/broker.pcap" 'tcp dst port 9092' 2>"$OUT_DIR/tcpdump.log" &
   capture_pid=$!
 fi
-wait "$loadgen_pid" || die "the load generator failed (log: $OUT_DIR/loadgen.log)"
+# A run whose invariants fail still gets its report (and its profile); the
+# script fails at the end.
+loadgen_status=0
+wait "$loadgen_pid" || loadgen_status=$?
+[[ "$loadgen_status" == 0 || -s "$OUT_DIR/loadgen.json" ]] || die "the load generator failed (log: $OUT_DIR/loadgen.log)"
 ended="$(date +%s%N)"
 if [[ -n "${perf_pid:-}" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 if [[ -n "${capture_pid:-}" ]]; then kill -INT "$capture_pid"; wait "$capture_pid" || true; fi
@@ -272,6 +284,14 @@ if stage:
         if count:
             lines.append(f"| {role} | commands per batch | {count:.0f} | {total / count:.1f} |")
     lines.append("")
+if lg.get("browse"):
+    b = lg["browse"]
+    lines += ["## Browsing beside the spike", "",
+              f"- {b['readers']} seat-map readers (compact form, each reading again as soon as answered): "
+              f"{b['reads']} reads, {b['reads_per_s']:.0f}/s, p50 {b['read_latency_ms_p50']:.1f} ms, "
+              f"p99 {b['read_latency_ms_p99']:.1f} ms, {b['read_errors']} not answered 200.",
+              f"- {b['subscribers']} live seat-map subscribers (SSE): {b['subscriber_messages']} messages received.",
+              ""]
 if lg.get("cpu_percent") is not None:
     at = lines.index("## Broker state")
     lines[at - 1:at - 1] = [f"| load generator | {lg['cpu_percent']:.0f}% |"]
@@ -300,3 +320,6 @@ if [[ -n "${perf_pid:-}" ]]; then
   mkdir -p "$flame_dir" && cp "$OUT_DIR"/flame/*.svg "$flame_dir"/ 2>/dev/null || say "no SVGs (inferno missing)"
 fi
 say "report: $REPORT"
+if (( loadgen_status != 0 )); then
+  die "the load generator reported invariant violations (see the report and $OUT_DIR/loadgen.log)"
+fi

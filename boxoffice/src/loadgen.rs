@@ -99,6 +99,21 @@ pub struct LoadgenArgs {
     /// sale's opening, in which every buyer joins.
     #[arg(long, default_value_t = 15)]
     pub waiting_room_lead_secs: u32,
+    /// Hot seat: explicit picks all aim at the first this many seats of the
+    /// first row of the first section (each pick starts at one of them), so
+    /// many buyers race for the same few seats. 0: picks spread over the
+    /// venue.
+    #[arg(long, default_value_t = 0)]
+    pub hot_seats: u16,
+    /// Browse: this many readers fetch the event's seat map (compact form)
+    /// again and again, each as soon as the last one answered, while the
+    /// spike runs; the summary adds their reads/s and latency.
+    #[arg(long, default_value_t = 0)]
+    pub readers: usize,
+    /// Browse: this many live seat-map subscribers (SSE) stay connected
+    /// during the spike; the summary adds the messages they received.
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: usize,
     /// Also write the summary as a Markdown report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -269,6 +284,8 @@ struct Summary {
     /// The load generator's own CPU over the spike, % of one core: it
     /// shares the machine with what it measures.
     cpu_percent: Option<f64>,
+    /// With `--readers` or `--subscribers`: the browsing beside the spike.
+    browse: Option<BrowseSummary>,
 }
 
 /// How a waiting room let the buyers in.
@@ -453,6 +470,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
     );
     let semaphore = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let progress = Arc::new(Progress::default());
+    let browsing = Browse::start(&http, &apis, &event_id, args.readers, args.subscribers);
     // bench/run.sh waits for this line to measure (and profile) the spike
     // alone, not the sign-ins before it.
     eprintln!("{SPIKE_BEGINS}");
@@ -538,6 +556,7 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         outcomes.push(t.await?);
     }
     let elapsed = started.elapsed();
+    let browse = browsing.stop(elapsed).await;
     let cpu = own_cpu_secs()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -666,7 +685,138 @@ async fn spike(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         invariants_hold,
         waiting_room,
         cpu_percent: cpu.map(|c| c * 100.0 / elapsed.as_secs_f64()),
+        browse,
     })
+}
+
+/// Seat-map readers and live subscribers running beside the spike.
+struct Browse {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    readers: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
+    subscribers: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+/// What the browsing buyers saw during the spike.
+#[derive(Serialize)]
+struct BrowseSummary {
+    readers: usize,
+    reads: usize,
+    reads_per_s: f64,
+    /// Reads answered other than 200 (or not at all).
+    read_errors: usize,
+    read_latency_ms_p50: f64,
+    read_latency_ms_p99: f64,
+    subscribers: usize,
+    /// Seat-map messages (SSE events) the subscribers received, in all.
+    subscriber_messages: usize,
+}
+
+impl Browse {
+    fn start(
+        http: &reqwest::Client,
+        apis: &[String],
+        event_id: &str,
+        readers: usize,
+        subscribers: usize,
+    ) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = |i: usize| {
+            let (http, stop) = (http.clone(), stop.clone());
+            let url = format!(
+                "{}/api/events/{event_id}/seats?encoding=compact",
+                apis[i % apis.len()]
+            );
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let ok = match http
+                        .get(&url)
+                        .header(
+                            "X-Forwarded-For",
+                            simulated_address(("reader", i, latencies.len() + errors)),
+                        )
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    };
+                    if ok {
+                        latencies.push(at.elapsed());
+                    } else {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                (latencies, errors)
+            })
+        };
+        let subscriber = |i: usize| {
+            let (http, stop) = (http.clone(), stop.clone());
+            let url = format!(
+                "{}/api/events/{event_id}/seats/stream",
+                apis[i % apis.len()]
+            );
+            tokio::spawn(async move {
+                let Ok(mut r) = http
+                    .get(&url)
+                    .header("X-Forwarded-For", simulated_address(("subscriber", i)))
+                    .send()
+                    .await
+                else {
+                    return 0;
+                };
+                let mut messages = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_millis(200), r.chunk()).await {
+                        Ok(Ok(Some(chunk))) => {
+                            messages += chunk.windows(2).filter(|w| w == b"\n\n").count()
+                        }
+                        Ok(_) => break,
+                        Err(_) => {}
+                    }
+                }
+                messages
+            })
+        };
+        Self {
+            readers: (0..readers).map(reader).collect(),
+            subscribers: (0..subscribers).map(subscriber).collect(),
+            stop,
+        }
+    }
+
+    async fn stop(self, elapsed: Duration) -> Option<BrowseSummary> {
+        if self.readers.is_empty() && self.subscribers.is_empty() {
+            return None;
+        }
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut latencies, mut read_errors) = (Vec::new(), 0);
+        let readers = self.readers.len();
+        for r in self.readers {
+            if let Ok((l, e)) = r.await {
+                latencies.extend(l);
+                read_errors += e;
+            }
+        }
+        latencies.sort_unstable();
+        let subscribers = self.subscribers.len();
+        let mut subscriber_messages = 0;
+        for s in self.subscribers {
+            subscriber_messages += s.await.unwrap_or(0);
+        }
+        Some(BrowseSummary {
+            readers,
+            reads: latencies.len(),
+            reads_per_s: latencies.len() as f64 / elapsed.as_secs_f64(),
+            read_errors,
+            read_latency_ms_p50: percentile(&latencies, 0.50),
+            read_latency_ms_p99: percentile(&latencies, 0.99),
+            subscribers,
+            subscriber_messages,
+        })
+    }
 }
 
 /// What the load generator prints when the first buyer of the spike is
@@ -913,6 +1063,17 @@ fn admissions(room: WaitingRoom, outcomes: &[Outcome]) -> AdmissionSummary {
 fn random_request(spec: &EventSpec, args: &LoadgenArgs, rng: &mut impl Rng) -> Value {
     let quantity = rng.random_range(1..=args.max_quantity.max(1));
     let section = &spec.venue.sections[rng.random_range(0..spec.venue.sections.len())];
+    if args.hot_seats > 0 && rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
+        let section = &spec.venue.sections[0];
+        let row = &section.rows[0];
+        let quantity = quantity.min(row.seats);
+        let last_start = (row.seats - quantity + 1).min(args.hot_seats).max(1);
+        let first = rng.random_range(1..=last_start);
+        let seats: Vec<String> = (first..first + quantity)
+            .map(|n| format!("{}-{}-{n}", section.code, row.label))
+            .collect();
+        return json!({ "seats": seats });
+    }
     if rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
         let row = &section.rows[rng.random_range(0..section.rows.len())];
         let quantity = quantity.min(row.seats);
@@ -1164,7 +1325,52 @@ fn report(args: &LoadgenArgs, s: &Summary) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::arrival_offset;
+    use super::{LoadgenArgs, arrival_offset, random_request};
+    use boxoffice_domain::EventSpec;
+    use clap::Parser;
+    use rand::SeedableRng;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadgenArgs,
+    }
+
+    #[test]
+    fn hot_seat_picks_all_start_among_the_hot_seats_and_others_spread() {
+        let spec = EventSpec::demo("t", 4, 25, 100, 0);
+        let hot = Cli::parse_from(["t", "--hot-seats", "3", "--explicit-share", "1"]).args;
+        let spread = Cli::parse_from(["t", "--explicit-share", "1"]).args;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let first = spec.venue.sections[0].code.clone();
+        let row = spec.venue.sections[0].rows[0].label.clone();
+        let mut starts = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let pick = random_request(&spec, &hot, &mut rng);
+            let seats = pick["seats"].as_array().expect("an explicit pick");
+            let start = seats[0].as_str().unwrap().to_owned();
+            assert!(start.starts_with(&format!("{first}-{row}-")), "{start}");
+            starts.insert(start.rsplit('-').next().unwrap().parse::<u16>().unwrap());
+        }
+        assert_eq!(
+            starts,
+            (1..=3).collect(),
+            "every hot seat is aimed at, nothing else"
+        );
+        let elsewhere = (0..500)
+            .map(|_| random_request(&spec, &spread, &mut rng))
+            .filter(|p| {
+                !p["seats"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{first}-{row}-"))
+            })
+            .count();
+        assert!(
+            elsewhere > 400,
+            "without --hot-seats picks spread over the venue"
+        );
+    }
 
     #[test]
     fn arrivals_ramp_up_to_the_rate_and_then_hold_it() {

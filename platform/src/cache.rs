@@ -4,7 +4,7 @@
 //! bookings) with TTLs, and carries replies and seat updates over pub/sub.
 //! It keeps nothing that PostgreSQL does not also have.
 
-use deadpool_redis::{Config, Pool, Runtime};
+use deadpool_redis::{Manager, Pool, Runtime};
 
 use crate::config::RedisConfig;
 
@@ -14,18 +14,33 @@ pub const EVENT_TTL_SECS: i64 = 7 * 24 * 3600;
 pub const BOOKING_TTL_SECS: i64 = 24 * 3600;
 
 pub fn pool(redis: &RedisConfig) -> anyhow::Result<Pool> {
-    let mut config = Config::from_url(redis.redis_url.expose());
     // Bounded waits: an unreachable Redis is an error (and a 503), not a hang.
-    let limit = Some(std::time::Duration::from_secs(5));
+    let limit = Some(REDIS_WAIT);
+    // Each connection's own bounds too: redis-rs gives a response 500 ms by
+    // default, and on the 2-core benchmark machine, everything saturated,
+    // Redis took longer than that in 2 of 8 spikes (a few dozen bookings
+    // answered 503 `unavailable` at one moment). A slow answer is not an
+    // outage: a buyer waits for it as for the rest of the pipeline.
+    let connection = deadpool_redis::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REDIS_WAIT))
+        .set_response_timeout(Some(REDIS_RESPONSE));
+    let manager = Manager::new_with_config(redis.redis_url.expose(), connection)?;
     let mut pool = deadpool_redis::PoolConfig::new(64);
     pool.timeouts = deadpool_redis::Timeouts {
         wait: limit,
         create: limit,
         recycle: limit,
     };
-    config.pool = Some(pool);
-    Ok(config.create_pool(Some(Runtime::Tokio1))?)
+    Ok(Pool::builder(manager)
+        .config(pool)
+        .runtime(Runtime::Tokio1)
+        .build()?)
 }
+
+/// The longest wait for a Redis connection, from the pool or a new one.
+const REDIS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest wait for one Redis answer.
+const REDIS_RESPONSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Readiness probe: Redis answers PING.
 pub async fn probe(pool: Pool) -> Result<(), String> {

@@ -64,10 +64,11 @@ pub struct CommonConfig {
     #[arg(long, env = "BOXOFFICE_KAFKA_FETCH_WAIT_MS", default_value_t = 100)]
     pub fetch_wait_ms: u64,
     /// How long a producer waits to fill a batch before sending it
-    /// (`linger.ms`): fewer, larger produce requests for the broker, against
-    /// up to this much latency per hop when traffic is light
-    /// (docs/performance.md).
-    #[arg(long, env = "BOXOFFICE_KAFKA_LINGER_MS", default_value_t = 2)]
+    /// (`linger.ms`): fewer, larger produce requests and less client CPU,
+    /// against up to this much latency per hop when traffic is light
+    /// (5 decided 10% more bookings/s than 2 in the on-sale benchmark;
+    /// docs/performance.md).
+    #[arg(long, env = "BOXOFFICE_KAFKA_LINGER_MS", default_value_t = 5)]
     pub linger_ms: u64,
     /// Partitions of each topic when this instance creates them. Every topic
     /// has the same count, so partition N of each holds the same events.
