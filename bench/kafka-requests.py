@@ -76,22 +76,20 @@ def main():
     counts = collections.Counter()
     frames = 0
     for flow, seq, payload in packets(args.pcap):
-        state = flows.get(flow)
-        if state is None:
-            state = flows[flow] = [seq, bytearray(), plausible(payload)]
+        state = flows.setdefault(flow, [seq, bytearray(), False])
         nxt, buf, synced = state
         if seq != nxt:
             if (seq - nxt) % 2**32 > 2**31:
                 continue  # a retransmission of bytes already seen
-            # A gap (dropped by the capture): start over at the next frame.
+            # A gap (dropped by the capture): wait for a segment that starts
+            # a frame, as on a connection first seen mid-stream.
             buf.clear()
-            synced = plausible(payload)
+            synced = False
         state[0] = (seq + len(payload)) % 2**32
-        if not synced:
-            synced = plausible(payload)
-            if not synced:
-                state[2] = False
-                continue
+        if not synced and not plausible(payload):
+            state[2] = False
+            continue
+        synced = True
         buf += payload
         while len(buf) >= 14:
             size, api_key = struct.unpack(">ih", buf[:6])

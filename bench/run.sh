@@ -95,7 +95,7 @@ broker_pid="$(cat "$STACK/broker/pid")"
 broker_up_secs=$(( $(date +%s) - $(stat -c %Y "$STACK/broker/pid") ))
 hz="$(getconf CLK_TCK)"
 
-pids=() names=()
+pids=() names=() ports=()
 cleanup() {
   # perf and tcpdump write a readable file only when stopped by SIGINT.
   for p in "${perf_pid:-}" "${capture_pid:-}"; do
@@ -110,7 +110,7 @@ start_role() {
   say "starting $instance on :$port"
   (exec env BOXOFFICE_INSTANCE="$instance" BOXOFFICE_PORT="$port" BOXOFFICE_STATE_DIR="$OUT_DIR/state" "$@" \
     "$BIN" "$role" >>"$OUT_DIR/logs/$instance.log" 2>&1 </dev/null) &
-  pids+=("$!") names+=("${instance#bench-}")
+  pids+=("$!") names+=("${instance#bench-}") ports+=("$port")
   local waited=0
   until curl -sf "http://127.0.0.1:$port/health/ready" -o /dev/null; do
     (( waited >= 120 )) && { tail -20 "$OUT_DIR/logs/$instance.log"; die "$instance not ready"; }
@@ -182,8 +182,9 @@ cpu() { awk -v t="$(( $(ticks "$1") - ${before[$1]} ))" -v s="$secs" -v hz="$hz"
 cpu_secs() { awk -v a="$1" -v b="$2" -v s="$secs" 'BEGIN {printf "%.0f", (b - a) * 100 / s}'; }
 "$BIN" broker-bench --watermarks "$BOXOFFICE_TOPIC_PREFIX" >"$OUT_DIR/records.json"
 # The processors' own account of their batches: sizes and time per stage.
-for port in 18180 18181 18280 18281; do
-  curl -sf "http://127.0.0.1:$port/metrics" >"$OUT_DIR/metrics-$port.txt" 2>/dev/null || true
+for i in "${!pids[@]}"; do
+  [[ "${names[$i]}" == api-* ]] && continue
+  curl -sf "http://127.0.0.1:${ports[$i]}/metrics" >"$OUT_DIR/metrics-${names[$i]}.txt" 2>/dev/null || true
 done
 
 role_cpus=()
@@ -266,7 +267,7 @@ import glob, re, collections
 stage = collections.defaultdict(lambda: [0.0, 0.0])
 batch = collections.defaultdict(lambda: [0.0, 0.0])
 for path in sorted(glob.glob(f"{out}/metrics-*.txt")):
-    role = "seat-processor" if "-182" in path else "reservation-processor"
+    role = "seat-processor" if os.path.basename(path).startswith("metrics-seat-") else "reservation-processor"
     for line in open(path):
         m = re.match(r'boxoffice_(processing_stage_seconds|seat_batch_size)_(sum|count)\{([^}]*)\} ([0-9.e+-]+)$', line.strip())
         if not m:

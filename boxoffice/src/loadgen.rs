@@ -1063,28 +1063,32 @@ fn admissions(room: WaitingRoom, outcomes: &[Outcome]) -> AdmissionSummary {
 fn random_request(spec: &EventSpec, args: &LoadgenArgs, rng: &mut impl Rng) -> Value {
     let quantity = rng.random_range(1..=args.max_quantity.max(1));
     let section = &spec.venue.sections[rng.random_range(0..spec.venue.sections.len())];
-    if args.hot_seats > 0 && rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
-        let section = &spec.venue.sections[0];
-        let row = &section.rows[0];
-        let quantity = quantity.min(row.seats);
-        let last_start = (row.seats - quantity + 1).min(args.hot_seats).max(1);
-        let first = rng.random_range(1..=last_start);
-        let seats: Vec<String> = (first..first + quantity)
-            .map(|n| format!("{}-{}-{n}", section.code, row.label))
-            .collect();
-        return json!({ "seats": seats });
+    if !rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
+        return json!({ "section": section.code, "quantity": quantity });
     }
-    if rng.random_bool(args.explicit_share.clamp(0.0, 1.0)) {
-        let row = &section.rows[rng.random_range(0..section.rows.len())];
-        let quantity = quantity.min(row.seats);
-        let first = rng.random_range(1..=row.seats - quantity + 1);
-        let seats: Vec<String> = (first..first + quantity)
-            .map(|n| format!("{}-{}-{n}", section.code, row.label))
-            .collect();
-        json!({ "seats": seats })
+    // An explicit pick: a run of seats in one row; with --hot-seats, always
+    // the first row of the first section, starting at one of its hot seats.
+    let hot = args.hot_seats > 0;
+    let (section, row) = if hot {
+        (&spec.venue.sections[0], &spec.venue.sections[0].rows[0])
     } else {
-        json!({ "section": section.code, "quantity": quantity })
-    }
+        (
+            section,
+            &section.rows[rng.random_range(0..section.rows.len())],
+        )
+    };
+    let quantity = quantity.min(row.seats);
+    let last_start = row.seats - quantity + 1;
+    let last_start = if hot {
+        last_start.min(args.hot_seats)
+    } else {
+        last_start
+    };
+    let first = rng.random_range(1..=last_start);
+    let seats: Vec<String> = (first..first + quantity)
+        .map(|n| format!("{}-{}-{n}", section.code, row.label))
+        .collect();
+    json!({ "seats": seats })
 }
 
 /// One buyer: request, follow a 202 to its outcome, then confirm, cancel or
@@ -1370,6 +1374,17 @@ mod tests {
             elsewhere > 400,
             "without --hot-seats picks spread over the venue"
         );
+        // Beside best-available requests, every explicit pick is a hot one.
+        let half = Cli::parse_from(["t", "--hot-seats", "3"]).args;
+        let picks: Vec<_> = (0..500)
+            .map(|_| random_request(&spec, &half, &mut rng))
+            .filter(|p| p.get("seats").is_some())
+            .collect();
+        assert!(picks.len() > 150, "about half are explicit picks");
+        for p in picks {
+            let start = p["seats"][0].as_str().unwrap();
+            assert!(start.starts_with(&format!("{first}-{row}-")), "{start}");
+        }
     }
 
     #[test]
