@@ -283,7 +283,7 @@ impl Accounts {
     /// fail, a cached "live" lasts at most [`LIVE_CACHE`].
     pub async fn revoke(
         &self,
-        redis: &deadpool_redis::Pool,
+        redis: &boxoffice_platform::cache::Shared,
         session: Uuid,
         expires_at_s: i64,
     ) -> Result<(), ApiError> {
@@ -307,15 +307,12 @@ impl Accounts {
     /// (then cached). Refused with `503` only when neither can answer.
     pub async fn session_state(
         &self,
-        redis: &deadpool_redis::Pool,
+        redis: &boxoffice_platform::cache::Shared,
         session: Uuid,
         expires_at_s: i64,
     ) -> Result<SessionState, ApiError> {
         let key = self.keys.session(session);
-        let cached: Option<String> = match redis.get().await {
-            Ok(mut c) => c.get(&key).await.ok().flatten(),
-            Err(_) => None,
-        };
+        let cached: Option<String> = redis.conn().get(&key).await.ok().flatten();
         match cached.as_deref() {
             Some("live") => return Ok(SessionState::Live),
             Some("revoked") => return Ok(SessionState::Revoked),
@@ -391,7 +388,7 @@ enum Write {
 }
 
 async fn cache_state(
-    redis: &deadpool_redis::Pool,
+    redis: &boxoffice_platform::cache::Shared,
     keys: &Keys,
     session: Uuid,
     state: SessionState,
@@ -402,7 +399,7 @@ async fn cache_state(
         SessionState::Live => "live",
         SessionState::Revoked => "revoked",
     };
-    let mut c = redis.get().await?;
+    let mut c = redis.conn();
     let mut cmd = redis::cmd("SET");
     cmd.arg(keys.session(session))
         .arg(value)

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod event_cache;
 pub mod limits;
 pub mod listener;
 pub mod openapi;

@@ -224,7 +224,7 @@ impl Limiter {
     /// `Retry-After` from the one that refills last (and takes none).
     pub async fn take(
         &self,
-        redis: &deadpool_redis::Pool,
+        redis: &boxoffice_platform::cache::Shared,
         checks: &[Check],
         on_error: OnError,
     ) -> Result<(), ApiError> {
@@ -252,9 +252,8 @@ impl Limiter {
                 .arg(*burst);
         }
         let answer: Result<(usize, u64), String> = async {
-            let mut conn = redis.get().await.map_err(|e| e.to_string())?;
             invocation
-                .invoke_async(&mut conn)
+                .invoke_async(&mut redis.conn())
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -36,11 +36,7 @@ pub async fn run(
         let (common, instance) = (config.common.clone(), instance.clone());
         move || kafka::command_producer(&common, &instance, crate::routes::DELIVERY_TIMEOUT)
     })?);
-    let redis = cache::pool(&config.redis)?;
-    metrics.watch_pool("redis", {
-        let redis = redis.clone();
-        move || redis.status()
-    });
+    let redis = cache::Shared::new(&config.redis)?;
     let keys = Keys::new(&config.redis.redis_prefix);
     let db_url = config.database.database_url.expose();
     if let Err(e) = boxoffice_platform::db::ensure_database(db_url).await {
@@ -95,6 +91,7 @@ pub async fn run(
         metrics: ApiMetrics::new(metrics.registry())?,
         admission: Admission::new(config.admission_max),
         waiting_rooms: crate::waiting_room::WaitingRooms::default(),
+        events: crate::event_cache::EventCache::default(),
         command_partitions: tokio::sync::OnceCell::new(),
         limits: Limits {
             trusted_proxies: config.trusted_proxies.clone(),
@@ -143,7 +140,7 @@ pub async fn run(
             .with("kafka", move || kafka::probe(producer.get()))
             .with("redis", {
                 let redis = redis.clone();
-                move || cache::probe(redis.clone())
+                move || redis.clone().probe()
             })
             .with("reply_listener", move || {
                 let up = connected.load(Ordering::Relaxed);

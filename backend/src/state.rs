@@ -19,7 +19,7 @@ pub struct AppState {
     pub instance: String,
     pub producer: Arc<kafka::RenewingProducer>,
     pub topics: Topics,
-    pub redis: deadpool_redis::Pool,
+    pub redis: boxoffice_platform::cache::Shared,
     pub keys: Keys,
     pub waiters: Arc<Waiters>,
     pub feeds: Arc<SeatFeeds>,
@@ -40,6 +40,8 @@ pub struct AppState {
     pub command_partitions: tokio::sync::OnceCell<i32>,
     pub limits: Limits,
     pub waiting_rooms: crate::waiting_room::WaitingRooms,
+    /// Events as new bookings read them (crate::event_cache).
+    pub events: crate::event_cache::EventCache,
 }
 
 /// The front door's limits (docs/front-door.md).

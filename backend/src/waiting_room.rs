@@ -465,7 +465,7 @@ impl WaitingRooms {
     /// Joins or reads a buyer's place.
     pub async fn place(
         &self,
-        redis: &deadpool_redis::Pool,
+        redis: &boxoffice_platform::cache::Shared,
         keys_of: &Keys,
         ask: Ask<'_>,
     ) -> Result<Result<Standing, Refusal>, ApiError> {
@@ -487,7 +487,7 @@ impl WaitingRooms {
             ttl_ms: (spec.sale_closes_at_ms - now_ms()).max(0) + 86_400_000,
             window_ms: ask.room.window_ms(),
         };
-        let mut conn = redis.get().await.map_err(unavailable)?;
+        let mut conn = redis.conn();
         let reply = self
             .call(&mut conn, &keys(keys_of, ask.event.id.0), &call)
             .await
@@ -519,12 +519,12 @@ impl WaitingRooms {
     /// How many wait and how many were let in.
     pub async fn figures(
         &self,
-        redis: &deadpool_redis::Pool,
+        redis: &boxoffice_platform::cache::Shared,
         keys_of: &Keys,
         event: &EventView,
         room: WaitingRoom,
     ) -> Result<Figures, ApiError> {
-        let mut conn = redis.get().await.map_err(unavailable)?;
+        let mut conn = redis.conn();
         self.figures_of(
             &mut conn,
             &keys(keys_of, event.id.0),

@@ -93,6 +93,28 @@ async fn bad_input_gets_a_clear_4xx_with_a_stable_code() {
         (409, Some("sale_not_open")),
         "{body}"
     );
+    // Reopened: bookable at once, though the instance keeps events for a
+    // moment (crate::event_cache never serves a view that would refuse).
+    let (status, body) = call(
+        h,
+        Method::POST,
+        &format!("{api}/api/events/{event}/sale"),
+        Some(&organizer),
+        Some(json!({"open": true})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = book(
+        &stack,
+        &api,
+        &event,
+        &buyer,
+        "k11",
+        json!({"section": "A", "quantity": 1}),
+    )
+    .await;
+    assert!(matches!(status, 201 | 202), "reopened: {status} {body}");
 }
 
 async fn call_raw(h: &reqwest::Client, url: &str, token: &str, raw: &str) -> (u16, Value) {

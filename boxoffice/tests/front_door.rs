@@ -312,6 +312,62 @@ async fn sign_in_is_throttled_and_refused_while_redis_cannot_count_attempts() {
     }
 }
 
+/// The API shares one Redis connection between all its requests
+/// (`cache::Shared`): when it breaks, bookings are refused with a clear
+/// `503` at once, none hangs, and the next calls after Redis is back
+/// reconnect on their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn bookings_are_503_while_the_shared_redis_connection_is_cut_and_recover_after() {
+    let mut redis = support::proxy::Proxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let stack = Stack::with_apis(
+        "cut-redis",
+        &[("api-1", &[("REDIS_URL", redis_url.as_str())])],
+    )
+    .await;
+    let api = stack.api("api-1");
+    let event = stack.create_event(&api, 1, 4, 10, 600).await;
+    let (_, buyer) = stack.buyer_token(&api).await;
+    let attempt = |key: &str| {
+        stack
+            .http
+            .post(format!("{api}/api/events/{event}/bookings"))
+            .bearer_auth(&buyer)
+            .header("Idempotency-Key", key)
+            .timeout(Duration::from_secs(15))
+            .json(&json!({"section": "A", "quantity": 1}))
+    };
+    let (s, _, b) = send(attempt("before")).await;
+    assert!(matches!(s, 201 | 202), "before the cut: {s} {b}");
+
+    redis.cut();
+    // Many at once, as in a spike: every one answered, each a 503 with a
+    // reason, none left waiting on the broken connection.
+    let during =
+        futures::future::join_all((0..20).map(|i| send(attempt(&format!("cut-{i}"))))).await;
+    for (s, _, b) in &during {
+        assert_eq!(*s, 503, "while cut: {b}");
+        assert_eq!(b["code"], "unavailable", "while cut: {b}");
+    }
+
+    redis.restore().await;
+    let started = Instant::now();
+    let mut key = 0;
+    loop {
+        key += 1;
+        let (s, _, b) = send(attempt(&format!("after-{key}"))).await;
+        if matches!(s, 201 | 202) {
+            break;
+        }
+        assert_eq!(s, 503, "while reconnecting: {b}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no reconnect: {s} {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_are_413_and_live_streams_are_bounded_per_network() {
     let stack = Stack::with_apis(

@@ -37,6 +37,67 @@ pub fn pool(redis: &RedisConfig) -> anyhow::Result<Pool> {
         .build()?)
 }
 
+/// The API's Redis: one multiplexed connection that every request of the
+/// process shares, reconnected when it breaks.
+///
+/// A pooled connection costs a round trip per checkout: deadpool-redis
+/// checks it with `UNWATCH` and `PING` first, so a call is two round trips
+/// and three commands for Redis to run. A booking makes four calls (its
+/// session, its rate limits, its event, a replay's booking), so the pool
+/// doubled the API's Redis round trips and tripled the commands Redis
+/// parsed (docs/performance.md). A multiplexed connection needs no
+/// checkout: commands of concurrent requests are written one after the
+/// other on one socket and answered in order. Nothing here uses `WATCH` or
+/// `MULTI`, which a shared connection could not keep apart; the
+/// reservation-processor, whose batches run a few calls each, keeps its
+/// pool.
+#[derive(Clone)]
+pub struct Shared {
+    conn: redis::aio::ConnectionManager,
+}
+
+impl Shared {
+    /// Connects on first use, not here: a Redis that is down at start is an
+    /// unready API answering `503`, as with a pool, not a failed start.
+    pub fn new(redis: &RedisConfig) -> anyhow::Result<Self> {
+        let client = redis::Client::open(redis.redis_url.expose())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_WAIT))
+            .set_response_timeout(Some(REDIS_RESPONSE))
+            // A broken connection is retried a few times, briefly, then the
+            // call fails (a `503`) and the next call tries again: a Redis
+            // outage must not hold requests for the default's seconds of
+            // backoff.
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY)
+            // Up to this many commands queue for the socket: one spike
+            // second of a few thousand bookings, four calls each, must not
+            // wait on the default's 50.
+            .set_pipeline_buffer_size(PIPELINE_BUFFER);
+        Ok(Self {
+            conn: redis::aio::ConnectionManager::new_lazy_with_config(client, config)?,
+        })
+    }
+
+    /// A handle on the shared connection, for one or more commands.
+    pub fn conn(&self) -> redis::aio::ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Readiness probe: Redis answers PING on the shared connection.
+    pub async fn probe(self) -> Result<(), String> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("redis: {e}"))
+    }
+}
+
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+const PIPELINE_BUFFER: usize = 4096;
+
 /// The longest wait for a Redis connection, from the pool or a new one.
 const REDIS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest wait for one Redis answer.

@@ -208,7 +208,7 @@ pub async fn create(
     let key = idempotency_key(&req)?;
     let _admitted = admit_booking(&state)?;
     limit_booking_call(&state, &req, buyer.0, Some(*id)).await?;
-    let event_view = event(&state, *id).await?;
+    let event_view = super::event_for_booking(&state, *id).await?;
     let selection = selection(body.into_inner(), &event_view)?;
     let part = part_of_selection(&event_view, &selection)?;
     let booking_id = BookingId::for_request(buyer.0, &key, part.part);

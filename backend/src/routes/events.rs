@@ -70,22 +70,13 @@ pub async fn list(_: Read, state: Data) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(EventList { events }))
 }
 
-/// A connection to the cache, or `503` when there is none.
-async fn cache(state: &AppState) -> Result<deadpool_redis::Connection, ApiError> {
-    state
-        .redis
-        .get()
-        .await
-        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))
-}
-
 /// Seats held or sold per event, from the cache: one pipelined `HLEN` per
 /// section of every event listed.
 async fn taken_per_event(state: &Data, views: &[EventView]) -> Result<Vec<usize>, ApiError> {
     if views.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = cache(state).await?;
+    let mut conn = state.redis.conn();
     let mut pipe = redis::pipe();
     for v in views {
         for s in &v.spec.venue.sections {
@@ -105,7 +96,7 @@ async fn taken_per_event(state: &Data, views: &[EventView]) -> Result<Vec<usize>
 
 /// The cached events, or `None` when the index is missing from Redis.
 async fn cached_events(state: &Data) -> Result<Option<Vec<EventView>>, ApiError> {
-    let mut conn = cache(state).await?;
+    let mut conn = state.redis.conn();
     let ids: Vec<String> = conn
         .zrevrange(state.keys.events(), 0, 199)
         .await
@@ -189,7 +180,7 @@ async fn seat_map(
     view: &EventView,
     encoding: SeatEncoding,
 ) -> Result<SeatMapView, ApiError> {
-    let mut conn = cache(state).await?;
+    let mut conn = state.redis.conn();
     let mut pipe = redis::pipe();
     for s in &view.spec.venue.sections {
         pipe.hgetall(state.keys.section_seats(view.id, s.code.as_str()));
@@ -425,7 +416,10 @@ pub async fn set_sale(
 ) -> Result<HttpResponse, ApiError> {
     let view = event(&state, *id).await?;
     organizer.check_owns(view.spec.organizer_id)?;
-    respond_event(
+    // Dropped before the command and after: a booking read in between
+    // would keep the old state for a moment (crate::event_cache).
+    state.events.forget(*id);
+    let answer = respond_event(
         &state,
         EventId(*id),
         view.spec.parts,
@@ -436,7 +430,9 @@ pub async fn set_sale(
         "set_sale",
         StatusCode::OK,
     )
-    .await
+    .await;
+    state.events.forget(*id);
+    answer
 }
 
 /// Sends an event command to every part of the event, part 0 last, and

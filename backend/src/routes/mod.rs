@@ -293,12 +293,10 @@ pub async fn command(
 }
 
 async fn redis_get(state: &AppState, key: &str) -> Result<Option<String>, ApiError> {
-    let mut conn = state
+    state
         .redis
-        .get()
-        .await
-        .map_err(|e| ApiError::unavailable("the cache is unavailable", e))?;
-    conn.get(key)
+        .conn()
+        .get(key)
         .await
         .map_err(|e| ApiError::unavailable("the cache is unavailable", e))
 }
@@ -345,6 +343,22 @@ pub async fn event(state: &AppState, id: Uuid) -> Result<EventView, ApiError> {
     .await?
     .map(|v| v.refreshed(now_ms()))
     .ok_or_else(|| ApiError::not_found("unknown_event", "This event does not exist."))
+}
+
+/// An event as a new booking reads it: kept parsed in this instance for a
+/// moment while its sale is open, else read as [`event`] does (what that
+/// may and may not get wrong: crate::event_cache).
+pub async fn event_for_booking(
+    state: &AppState,
+    id: Uuid,
+) -> Result<std::sync::Arc<EventView>, ApiError> {
+    if let Some(view) = state.events.get(id, Instant::now(), now_ms()) {
+        return Ok(view);
+    }
+    let read_at = Instant::now();
+    let view = std::sync::Arc::new(event(state, id).await?);
+    state.events.put(view.clone(), read_at);
+    Ok(view)
 }
 
 /// A booking from Redis only: the hot path of a new booking request.
