@@ -60,14 +60,21 @@ impl Shared {
     /// Connects on first use, not here: a Redis that is down at start is an
     /// unready API answering `503`, as with a pool, not a failed start.
     pub fn new(redis: &RedisConfig) -> anyhow::Result<Self> {
-        let client = redis::Client::open(redis.redis_url.expose())?;
+        use redis::IntoConnectionInfo;
+        let info = redis
+            .redis_url
+            .expose()
+            .into_connection_info()?
+            .set_tcp_settings(dead_peer_detection());
+        let client = redis::Client::open(info)?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_WAIT))
+            .set_connection_timeout(Some(CONNECT_WAIT))
             .set_response_timeout(Some(REDIS_RESPONSE))
-            // A broken connection is retried a few times, briefly, then the
-            // call fails (a `503`) and the next call tries again: a Redis
-            // outage must not hold requests for the default's seconds of
-            // backoff.
+            // A broken connection is retried once, briefly, then the call
+            // fails (a `503`) and the next call tries again: a Redis outage
+            // must not hold requests for the default's seconds of backoff
+            // (each call waits at most about 2.5 s to connect, then 2 s for
+            // its answer).
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_max_delay(RECONNECT_MAX_DELAY)
             // Up to this many commands queue for the socket: one spike
@@ -94,7 +101,31 @@ impl Shared {
     }
 }
 
-const RECONNECT_RETRIES: usize = 2;
+/// A Redis that vanished without closing the socket (a node lost, a
+/// partition) leaves answers timing out, which redis-rs does not count as a
+/// broken connection: without these, the kernel would keep retransmitting
+/// to the dead peer for about 15 minutes before the connection failed and
+/// was replaced. Unacknowledged data for [`DEAD_PEER`], or an idle
+/// connection whose keepalive probes go unanswered, now fails it, and the
+/// next call reconnects.
+fn dead_peer_detection() -> redis::io::tcp::TcpSettings {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(10))
+        .with_interval(std::time::Duration::from_secs(2));
+    let settings = redis::io::tcp::TcpSettings::default().set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(DEAD_PEER);
+    settings
+}
+
+/// How long sent data may go unacknowledged before the connection counts
+/// as dead.
+#[cfg(target_os = "linux")]
+const DEAD_PEER: std::time::Duration = std::time::Duration::from_secs(5);
+/// One connection attempt of the shared connection: short, since calls wait
+/// on it (at most two attempts and a backoff below 500 ms between them).
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const RECONNECT_RETRIES: usize = 1;
 const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 const PIPELINE_BUFFER: usize = 4096;
 
