@@ -93,11 +93,7 @@ impl Shared {
 
     /// Readiness probe: Redis answers PING on the shared connection.
     pub async fn probe(self) -> Result<(), String> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn())
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("redis: {e}"))
+        ping(&mut self.conn()).await
     }
 }
 
@@ -137,8 +133,14 @@ const REDIS_RESPONSE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Readiness probe: Redis answers PING.
 pub async fn probe(pool: Pool) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| format!("redis: {e}"))?;
+    ping(&mut conn).await
+}
+
+/// One `PING`, for the readiness probes of the pool and the shared
+/// connection.
+async fn ping(conn: &mut impl redis::aio::ConnectionLike) -> Result<(), String> {
     redis::cmd("PING")
-        .query_async::<String>(&mut conn)
+        .query_async::<String>(conn)
         .await
         .map(|_| ())
         .map_err(|e| format!("redis: {e}"))
