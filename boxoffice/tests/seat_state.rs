@@ -341,7 +341,9 @@ async fn a_new_instance_takes_only_the_partitions_that_move() {
             started.elapsed() < Duration::from_secs(60) && attempt < 10,
             "seat-2 took no partition in 60 s"
         );
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The row has 10 seats, so 10 attempts: spaced so that they span the
+        // 60 s the group may take to move partitions on a loaded machine.
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     assert_eq!(
         restores(&stack, "seat-1").await,
